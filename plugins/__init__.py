@@ -1,0 +1,1 @@
+"""Built-in xaibench plugins (installed as ``xaibench_plugins``)."""

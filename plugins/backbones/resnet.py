@@ -1,0 +1,140 @@
+"""ResNet backbones from timm, wrapped in the :class:`~xaibench.contracts.Classifier`
+contract (grayscale → 3 channels and ImageNet normalisation inside the model).
+
+Options (suite file ``[[backbones]]`` entries):
+
+* ``mode`` — ``finetune`` (everything trains; the default, since no pretrained weights can
+  be downloaded), ``partial`` (last stage unfrozen at 10× lower LR than the head) or
+  ``probe`` (frozen encoder with BatchNorm in eval mode, linear head only; needs
+  ``weights``);
+* ``weights`` — a local timm checkpoint or a SimCLR encoder checkpoint (its projection
+  head is dropped); loaded with ``weights_only=True``; nothing is ever downloaded;
+* ``output_stride`` — 32 (timm default), 16 or 8: dilates the last stages so layer
+  explainers get finer maps (8×8 at 64 px with stride 8);
+* ``width`` — channel multiplier (1.0 = the published network; 0.25 keeps CPU runs fast);
+* training: ``lr``, ``epochs``, ``batch_size``, ``patience``, ``weight_decay``, ``dropout``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import timm
+import torch
+
+import xaibench
+from xaibench.contracts import Classifier
+from xaibench.errors import XaibenchError
+from xaibench.hookspecs import BackboneRecord
+
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+@dataclass(frozen=True)
+class ResNetBuilder:
+    arch: str
+    mode: Literal["finetune", "partial", "probe"] = "finetune"
+    weights: str | None = None
+    output_stride: int = 32
+    width: float = 1.0
+    dropout: float = 0.0
+    lr: float = 1e-3
+    epochs: int = 30
+    batch_size: int = 32
+    patience: int = 5
+    weight_decay: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("finetune", "partial", "probe"):
+            raise XaibenchError(f"backbone {self.arch}: mode {self.mode!r} is not one of finetune, partial, probe")
+        if self.mode == "probe" and not self.weights:
+            raise XaibenchError(
+                f"backbone {self.arch}: mode 'probe' trains only the head and needs pretrained "
+                "encoder weights; set weights = \"path/to/checkpoint.pt\" (nothing is downloaded)"
+            )
+        if self.output_stride not in (8, 16, 32):
+            raise XaibenchError(f"backbone {self.arch}: output_stride must be 8, 16 or 32, not {self.output_stride}")
+
+    def __call__(self, num_classes: int = 2, image_size: tuple[int, int] = (64, 64)) -> Classifier:
+        kwargs: dict = {"pretrained": False, "num_classes": 0, "global_pool": "", "output_stride": self.output_stride}
+        if self.width != 1.0:
+            base = (64, 128, 256, 512)
+            kwargs["channels"] = tuple(max(8, int(round(c * self.width))) for c in base)
+            kwargs["stem_width"] = max(8, int(round(64 * self.width)))
+        enc = timm.create_model(self.arch, **kwargs)
+        for m in enc.modules():  # in-place ReLU breaks hooks and double backward
+            if isinstance(m, torch.nn.ReLU):
+                m.inplace = False
+        if self.weights:
+            _load_weights(enc, Path(self.weights), self.arch)
+        stages = {name: getattr(enc, name) for name in STAGES}
+        model = Classifier(enc, enc.num_features, stages, num_classes=num_classes, dropout=self.dropout)
+        model.train_mode = self.mode  # read by the trainer
+        return model
+
+    def param_groups(self, model: Classifier) -> list[dict]:
+        """Optimiser groups for the training mode (the trainer calls this)."""
+        head = list(model.head.parameters())
+        if self.mode == "finetune":
+            return [{"params": list(model.parameters()), "lr": self.lr}]
+        for p in model.encoder.parameters():
+            p.requires_grad_(False)
+        groups = [{"params": head, "lr": self.lr}]
+        if self.mode == "partial":
+            last = list(model.encoder.layer4.parameters())
+            for p in last:
+                p.requires_grad_(True)
+            groups.append({"params": last, "lr": self.lr / 10})
+        return groups
+
+    def set_train(self, model: Classifier) -> None:
+        """train() for what learns; frozen encoder parts keep BatchNorm statistics fixed."""
+        model.train()
+        if self.mode != "finetune":
+            model.encoder.eval()
+            if self.mode == "partial":
+                model.encoder.layer4.train()
+
+
+def _load_weights(enc: torch.nn.Module, path: Path, arch: str) -> None:
+    if not path.is_file():
+        raise XaibenchError(f"backbone {arch}: weights file {path} does not exist; give a local checkpoint path")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise XaibenchError(f"backbone {arch}: cannot read weights {path}: {type(exc).__name__}: {exc}") from None
+    for key in ("state_dict", "model", "encoder"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    cleaned = {}
+    for k, v in state.items():
+        for prefix in ("module.", "encoder.", "backbone.", "model."):
+            if k.startswith(prefix):
+                k = k[len(prefix):]
+        if k.startswith(("fc.", "projection", "proj_head", "head.", "projector")):
+            continue  # classifier / SimCLR projection head are dropped
+        cleaned[k] = v
+    missing, unexpected = enc.load_state_dict(cleaned, strict=False)
+    if missing:
+        raise XaibenchError(
+            f"backbone {arch}: weights {path} miss {len(missing)} encoder tensors (e.g. {missing[0]}); "
+            f"is it a {arch} checkpoint?"
+        )
+
+
+def _factory(arch: str):
+    def make(**options) -> ResNetBuilder:
+        try:
+            return ResNetBuilder(arch=arch, **options)
+        except TypeError as exc:
+            raise XaibenchError(f"backbone {arch}: {exc}") from None
+
+    return make
+
+
+@xaibench.hookimpl
+def xaibench_backbones():
+    yield BackboneRecord("resnet18", "timm ResNet-18 (CPU default)", _factory("resnet18"))
+    yield BackboneRecord("resnet34", "timm ResNet-34", _factory("resnet34"))
+    yield BackboneRecord("resnet50", "timm ResNet-50 (the research setting)", _factory("resnet50"))

@@ -1,0 +1,308 @@
+"""The plugin contracts: what every dataset, backbone, attack, explainer and metric
+receives and returns.
+
+The core only knows these types; plugins only need these types. Shapes and conventions
+(also in ``docs/plugins.md``):
+
+* images are ``float32`` tensors ``N×1×H×W`` with intensities in ``[0, 1]``;
+* ROI / region masks are ``bool`` tensors ``N×H×W`` (or ``H×W`` for one region shared by
+  every image);
+* labels are ``int64`` ``N`` with values ``0`` (group A) and ``1`` (group B);
+* an attribution map is ``float32`` ``N×H×W`` at input resolution, on the input's device;
+  **larger means more evidence for the explained target**. Signed methods (IG, SHAP, LRP,
+  gradients) keep their sign; a metric that needs non-negative values says so and clamps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """A set of 2-D images with labels, ROI masks and per-image metadata."""
+
+    images: torch.Tensor  # N×1×H×W float32 in [0, 1]
+    labels: torch.Tensor  # N int64 in {0, 1}
+    masks: torch.Tensor  # N×H×W bool; the ROI (all False when the dataset has none)
+    subject_ids: tuple[str, ...] = ()
+    meta: Mapping[str, np.ndarray] = field(default_factory=dict)  # covariates, length N
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def subset(self, index: Sequence[int] | np.ndarray | torch.Tensor) -> "ImageSet":
+        """Rows ``index`` of every field (used for chunking and subsampling)."""
+        idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        ids = tuple(self.subject_ids[i] for i in idx.tolist()) if self.subject_ids else ()
+        meta = {k: np.asarray(v)[idx.numpy()] for k, v in self.meta.items()}
+        return ImageSet(self.images[idx], self.labels[idx], self.masks[idx], ids, meta)
+
+    def with_images(self, images: torch.Tensor) -> "ImageSet":
+        return replace(self, images=images)
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """What a dataset plugin returns: a subject-level train/val/test split."""
+
+    name: str
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    groups: tuple[str, str] = ("A", "B")  # names of label 0 and label 1
+    roi_name: str = "roi"
+    card: Mapping[str, Any] = field(default_factory=dict)  # facts a paper states (split, sizes…)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.train.images.shape[-2]), int(self.train.images.shape[-1])
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """A dataset plugin instance (made by its factory from the suite's options)."""
+
+    def load(self, *, seed: int, cache_dir: Path) -> DatasetSplits:
+        """Deterministic for a given seed; may cache preprocessed arrays under ``cache_dir``."""
+        ...
+
+
+# --------------------------------------------------------------------------- models
+
+
+class Classifier(torch.nn.Module):
+    """The model every explainer sees: encoder → global average pool → linear head.
+
+    ``forward`` takes ``N×1×H×W`` images in [0, 1] and returns logits ``N×K``. Grayscale
+    → 3 channels and input normalisation happen *inside* (so gradients are w.r.t. the
+    image the user sees). ``stages`` names the spatial feature modules in depth order; the
+    CAM family hooks them. ``embed`` returns the pooled features the head reads.
+    """
+
+    def __init__(
+        self,
+        encoder: torch.nn.Module,
+        feature_dim: int,
+        stages: Mapping[str, torch.nn.Module],
+        num_classes: int = 2,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        dropout: float = 0.0,
+        in_chans: int = 3,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.stage_names = tuple(stages)
+        self._stages = dict(stages)  # not registered twice: they live inside encoder
+        self.in_chans = in_chans
+        self.register_buffer("mean", torch.tensor(mean[:in_chans]).view(1, in_chans, 1, 1))
+        self.register_buffer("std", torch.tensor(std[:in_chans]).view(1, in_chans, 1, 1))
+        self.dropout = torch.nn.Dropout(dropout)
+        self.head = torch.nn.Linear(feature_dim, num_classes)
+
+    @property
+    def stages(self) -> dict[str, torch.nn.Module]:
+        return self._stages
+
+    def stage(self, name: str) -> torch.nn.Module:
+        if name not in self._stages:
+            raise KeyError(f"unknown layer {name!r}; this model has {', '.join(self.stage_names)}")
+        return self._stages[name]
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1 and self.in_chans != 1:
+            x = x.expand(-1, self.in_chans, -1, -1)
+        return (x - self.mean) / self.std
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Last-stage spatial features ``N×D×h×w``."""
+        return self.encoder(self.prepare(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(x).mean(dim=(2, 3))
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and embeddings in one pass."""
+        emb = self.embed(x)
+        return self.head(self.dropout(emb)), emb
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_all(x)[0]
+
+
+BackboneBuilder = Callable[..., Classifier]
+"""A backbone plugin's instance: ``build(num_classes=2, image_size=(H, W)) -> Classifier``.
+
+It may carry training preferences as attributes (``mode``: probe|partial|finetune,
+``lr``, ``epochs``) that the trainer reads with defaults."""
+
+
+# --------------------------------------------------------------------------- targets
+
+TargetKind = Literal["logit", "margin", "group-direction"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The scalar per image that is explained (and that faithfulness metrics perturb).
+
+    * ``logit``: the logit of class ``classes[i]``;
+    * ``margin``: logit of ``classes[i]`` minus the other class's logit (two classes);
+    * ``group-direction``: φ(x) = wᵀf(x) with w = (μ_A − μ_B)/‖μ_A − μ_B‖ on the
+      embeddings (the group-level explanation), sign flipped for images of class 1 so
+      that larger always means "more typical of the image's own group".
+    """
+
+    kind: TargetKind
+    classes: torch.Tensor  # N int64
+    direction: torch.Tensor | None = None  # D, for group-direction
+
+    def score(self, logits: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        cls = self.classes.to(logits.device)
+        own = logits.gather(1, cls.view(-1, 1)).squeeze(1)
+        if self.kind == "logit":
+            return own
+        if self.kind == "margin":
+            other = logits.gather(1, (1 - cls).view(-1, 1)).squeeze(1)
+            return own - other
+        if emb is None or self.direction is None:
+            raise ValueError("group-direction target needs embeddings and a direction")
+        sign = 1.0 - 2.0 * cls.to(emb.dtype)
+        return (emb @ self.direction.to(emb.device)) * sign
+
+    def __call__(self, model: Classifier, x: torch.Tensor) -> torch.Tensor:
+        """Score of ``x`` under ``model``: one scalar per image, differentiable."""
+        logits, emb = model.forward_all(x)
+        return self.score(logits, emb)
+
+    def subset(self, index: slice | torch.Tensor) -> "Target":
+        return replace(self, classes=self.classes[index])
+
+
+# --------------------------------------------------------------------------- explainers
+
+
+@dataclass(frozen=True)
+class ExplainContext:
+    """What an explainer may use besides the model and the images."""
+
+    reference: torch.Tensor  # some training images N_ref×1×H×W (SHAP / mean baselines)
+    seed: int = 0
+    chunk_size: int = 64  # max images pushed through the model per pass
+
+
+@runtime_checkable
+class Explainer(Protocol):
+    """``explain`` returns ``float32 N×H×W`` on ``x``'s device; larger = more evidence.
+
+    Must work on a whole batch, be deterministic for ``context.seed`` and leave the
+    model's parameters and ``requires_grad`` flags as it found them.
+    """
+
+    def explain(
+        self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext
+    ) -> torch.Tensor: ...
+
+
+# --------------------------------------------------------------------------- metrics
+
+MetricScope = Literal["explanation", "model", "explainers", "seeds"]
+
+
+@dataclass(frozen=True)
+class Score:
+    """One named value family a metric produces.
+
+    ``values`` holds one number per image (``N``) or a single aggregate (length 1).
+    ``chance`` is the expected value of a uniformly random map on the same inputs.
+    ``explainer`` is set only by metrics that score several explainers at once.
+    """
+
+    name: str
+    values: np.ndarray
+    higher_is_better: bool = True
+    chance: float | None = None
+    explainer: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # curves etc., JSON-able
+
+
+@dataclass(frozen=True)
+class MetricInput:
+    """Everything a metric may read. Fields a scope does not provide are ``None``."""
+
+    model: Classifier
+    images: torch.Tensor  # N×1×H×W
+    labels: torch.Tensor  # N
+    masks: torch.Tensor  # N×H×W bool, the ROI (or the attack's target region, see ``region``)
+    target: Target
+    context: ExplainContext
+    attributions: torch.Tensor | None = None  # N×H×W (scope "explanation")
+    explainer: Explainer | None = None  # to re-explain perturbed inputs (stability metrics)
+    explainer_name: str | None = None
+    maps: Mapping[str, torch.Tensor] | None = None  # scope "explainers": name → N×H×W
+    seed_maps: Mapping[int, torch.Tensor] | None = None  # scope "seeds": seed → N×H×W
+    reference_maps: torch.Tensor | None = None  # same explainer on the un-attacked model
+    split: str = "clean"  # "clean" or "triggered"
+    region: torch.Tensor | None = None  # attack's target region (H×W bool), if any
+    trigger: torch.Tensor | None = None  # attack's trigger footprint (H×W bool), if any
+    meta: Mapping[str, np.ndarray] = field(default_factory=dict)
+    splits: DatasetSplits | None = None  # the whole dataset (group statistics)
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """``score`` returns a list of :class:`Score`; ``scope`` says what input it needs."""
+
+    scope: MetricScope
+
+    def score(self, inp: MetricInput) -> list[Score]: ...
+
+
+# --------------------------------------------------------------------------- attacks
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: Classifier
+    history: Mapping[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+ExtraLoss = Callable[[Classifier, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``extra_loss(model, images, labels, is_poisoned) -> scalar`` added to cross-entropy."""
+
+
+@dataclass(frozen=True)
+class AttackContext:
+    """What an attack receives. ``train`` is the standard trainer; an attack that controls
+    training passes ``extra_loss`` / ``sample_weights``; a data-only attack passes only
+    a poisoned ``ImageSet``."""
+
+    splits: DatasetSplits
+    build_model: Callable[[], Classifier]
+    train: Callable[..., TrainResult]
+    seed: int
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class AttackOutcome:
+    """The (possibly attacked) model and what the evaluation needs to measure the attack."""
+
+    train: TrainResult
+    triggered_test: ImageSet | None = None  # test images with the trigger, true labels
+    region: torch.Tensor | None = None  # H×W bool, where the attacker wants maps to point
+    trigger: torch.Tensor | None = None  # H×W bool, the trigger's footprint
+    info: Mapping[str, Any] = field(default_factory=dict)  # JSON-able facts (poison count…)
+
+
+@runtime_checkable
+class Attack(Protocol):
+    def run(self, ctx: AttackContext) -> AttackOutcome: ...

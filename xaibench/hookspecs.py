@@ -1,0 +1,137 @@
+"""Hook specifications: one hook per plugin kind, each yielding typed records.
+
+A plugin module implements any of these with ``@xaibench.hookimpl`` and is announced
+through the ``xaibench`` entry-point group (built-ins use the same door), or passed as a
+single file with ``--plugin``. Unknown hook names are rejected at load time.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pluggy
+
+PROJECT = "xaibench"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@dataclass(frozen=True)
+class PluginRecord:
+    """A named factory. ``factory(**options)`` builds the plugin instance from the
+    suite's options; ``version`` enters every cache key, so bump it when results change."""
+
+    name: str
+    description: str
+    factory: Callable[..., Any]
+    version: str = "1"
+
+
+@dataclass(frozen=True)
+class ExplainerRecord(PluginRecord):
+    """``factory(**options) -> contracts.Explainer``."""
+
+    layer_based: bool = False  # maps come from a feature layer (CAM family): IoU ceiling applies
+
+
+@dataclass(frozen=True)
+class MetricRecord(PluginRecord):
+    """``factory(**options) -> contracts.Metric``."""
+
+
+@dataclass(frozen=True)
+class DatasetRecord(PluginRecord):
+    """``factory(**options) -> contracts.Dataset``."""
+
+
+@dataclass(frozen=True)
+class BackboneRecord(PluginRecord):
+    """``factory(**options) -> contracts.BackboneBuilder``."""
+
+
+@dataclass(frozen=True)
+class AttackRecord(PluginRecord):
+    """``factory(**options) -> contracts.Attack``."""
+
+
+@dataclass(frozen=True)
+class SuiteRecord:
+    """A named suite file (TOML)."""
+
+    name: str
+    description: str
+    path: Path
+
+
+@hookspec
+def xaibench_explainers() -> Iterable[ExplainerRecord]:
+    """Yield explainers.
+
+    Example::
+
+        @xaibench.hookimpl
+        def xaibench_explainers():
+            yield ExplainerRecord("input-x-grad", "gradient × input", InputXGrad)
+    """
+
+
+@hookspec
+def xaibench_metrics() -> Iterable[MetricRecord]:
+    """Yield metrics.
+
+    Example::
+
+        @xaibench.hookimpl
+        def xaibench_metrics():
+            yield MetricRecord("map-max", "largest attribution value", MapMax)
+    """
+
+
+@hookspec
+def xaibench_datasets() -> Iterable[DatasetRecord]:
+    """Yield datasets.
+
+    Example::
+
+        @xaibench.hookimpl
+        def xaibench_datasets():
+            yield DatasetRecord("my-cohort", "our 3T scans", MyCohort)
+    """
+
+
+@hookspec
+def xaibench_backbones() -> Iterable[BackboneRecord]:
+    """Yield backbones.
+
+    Example::
+
+        @xaibench.hookimpl
+        def xaibench_backbones():
+            yield BackboneRecord("densenet121", "timm densenet121", build_densenet)
+    """
+
+
+@hookspec
+def xaibench_attacks() -> Iterable[AttackRecord]:
+    """Yield attacks.
+
+    Example::
+
+        @xaibench.hookimpl
+        def xaibench_attacks():
+            yield AttackRecord("blend", "blended-trigger backdoor", Blend)
+    """
+
+
+@hookspec
+def xaibench_suites() -> Iterable[SuiteRecord]:
+    """Yield suite files.
+
+    Example::
+
+        @xaibench.hookimpl
+        def xaibench_suites():
+            yield SuiteRecord("my-grid", "our paper's grid", Path(__file__).with_name("grid.toml"))
+    """
