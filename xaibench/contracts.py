@@ -213,7 +213,17 @@ class Explainer(Protocol):
 
 # --------------------------------------------------------------------------- metrics
 
-MetricScope = Literal["explanation", "model", "explainers", "seeds"]
+MetricScope = Literal["explanation", "model", "explainers", "seeds", "attack"]
+"""What the runner hands a metric:
+
+* ``explanation`` — one explainer's ``attributions`` on one split (clean or triggered),
+  plus ``explainer`` to re-explain perturbed inputs and ``reference_maps`` (the same
+  explainer on the un-attacked model of the same seed) when the model is attacked;
+* ``model`` — no maps: the model and the images (accuracy, group statistics);
+* ``explainers`` — ``maps`` of every explainer on the same images (agreement);
+* ``seeds`` — ``seed_maps`` of one explainer from models trained with each seed;
+* ``attack`` — ``maps`` (clean images) and ``triggered_maps`` (the same images with the
+  trigger) of every explainer, with ``region`` and ``trigger`` (detection)."""
 
 
 @dataclass(frozen=True)
@@ -246,7 +256,8 @@ class MetricInput:
     attributions: torch.Tensor | None = None  # N×H×W (scope "explanation")
     explainer: Explainer | None = None  # to re-explain perturbed inputs (stability metrics)
     explainer_name: str | None = None
-    maps: Mapping[str, torch.Tensor] | None = None  # scope "explainers": name → N×H×W
+    maps: Mapping[str, torch.Tensor] | None = None  # scopes "explainers"/"attack": name → N×H×W
+    triggered_maps: Mapping[str, torch.Tensor] | None = None  # scope "attack"
     seed_maps: Mapping[int, torch.Tensor] | None = None  # scope "seeds": seed → N×H×W
     reference_maps: torch.Tensor | None = None  # same explainer on the un-attacked model
     split: str = "clean"  # "clean" or "triggered"

@@ -1,0 +1,126 @@
+"""The standard trainer: AdamW, cross-entropy, early stopping on validation loss.
+
+Attacks reuse it: a training-time attack adds ``extra_loss`` (computed on the same batch,
+with a flag per image saying whether it carries the trigger) and ``sample_weights`` (to
+oversample poisoned images); a data-only attack just passes a poisoned training set.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .contracts import Classifier, ExtraLoss, ImageSet, TrainResult
+
+
+def _settings(builder: Any, **override: Any) -> dict[str, Any]:
+    base = {"lr": 1e-3, "epochs": 30, "batch_size": 32, "patience": 5, "weight_decay": 1e-4}
+    for k in base:
+        if builder is not None and hasattr(builder, k):
+            base[k] = getattr(builder, k)
+        if override.get(k) is not None:
+            base[k] = override[k]
+    return base
+
+
+@torch.no_grad()
+def evaluate(model: Classifier, data: ImageSet, device: torch.device, batch_size: int = 128) -> dict[str, float]:
+    """Loss, accuracy and AUROC of ``model`` on ``data`` (eval mode)."""
+    from sklearn.metrics import roc_auc_score
+
+    was = model.training
+    model.eval()
+    logits = torch.cat([model(data.images[i:i + batch_size].to(device)).float().cpu()
+                        for i in range(0, len(data), batch_size)])
+    model.train(was)
+    y = data.labels.cpu()
+    loss = F.cross_entropy(logits, y).item()
+    acc = (logits.argmax(1) == y).float().mean().item()
+    prob = logits.softmax(1)[:, 1].numpy()
+    auroc = float(roc_auc_score(y.numpy(), prob)) if len(set(y.tolist())) == 2 else float("nan")
+    return {"loss": loss, "accuracy": acc, "auroc": auroc}
+
+
+def train(
+    model: Classifier,
+    train_set: ImageSet,
+    val_set: ImageSet,
+    *,
+    seed: int,
+    device: torch.device | str = "cpu",
+    builder: Any = None,
+    extra_loss: ExtraLoss | None = None,
+    poisoned: torch.Tensor | None = None,
+    sample_weights: torch.Tensor | None = None,
+    progress: bool = True,
+    desc: str = "train",
+    **override: Any,
+) -> TrainResult:
+    """Train ``model`` in place and return it with its history; the best validation-loss
+    weights are kept. ``builder`` (the backbone plugin) supplies param groups and
+    train-mode rules; ``override`` replaces lr/epochs/batch_size/patience/weight_decay."""
+    device = torch.device(device)
+    cfg = _settings(builder, **override)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model.to(device)
+    groups = builder.param_groups(model) if builder is not None and hasattr(builder, "param_groups") else \
+        [{"params": list(model.parameters()), "lr": cfg["lr"]}]
+    opt = torch.optim.AdamW(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    n = len(train_set)
+    flags = poisoned if poisoned is not None else torch.zeros(n, dtype=torch.bool)
+    history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
+    best, best_state, bad = float("inf"), None, 0
+    start = time.perf_counter()
+    bar = tqdm(range(cfg["epochs"]), desc=desc, disable=not progress, leave=False, unit="ep")
+    for _epoch in bar:
+        if builder is not None and hasattr(builder, "set_train"):
+            builder.set_train(model)
+        else:
+            model.train()
+        if sample_weights is not None:
+            order = torch.multinomial(sample_weights.double(), n, replacement=True, generator=gen)
+        else:
+            order = torch.randperm(n, generator=gen)
+        total = 0.0
+        for i in range(0, n, cfg["batch_size"]):
+            idx = order[i:i + cfg["batch_size"]]
+            if len(idx) < 2:
+                continue
+            xb = train_set.images[idx].to(device)
+            yb = train_set.labels[idx].to(device)
+            loss = F.cross_entropy(model(xb), yb)
+            if extra_loss is not None:
+                loss = loss + extra_loss(model, xb, yb, flags[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        val = evaluate(model, val_set, device)
+        history["train_loss"].append(total / n)
+        history["val_loss"].append(val["loss"])
+        history["val_accuracy"].append(val["accuracy"])
+        bar.set_postfix(loss=f"{total / n:.3f}", val_acc=f"{val['accuracy']:.2f}")
+        if val["loss"] < best - 1e-4:
+            best, bad = val["loss"], 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+            if bad >= cfg["patience"]:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+    return TrainResult(model=model, history=history, seconds=time.perf_counter() - start)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
