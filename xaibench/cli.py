@@ -1,0 +1,165 @@
+"""The ``xaibench`` command: run, list, leaderboard (and the executors/report commands).
+
+User mistakes print one line and exit with a documented code (see :mod:`xaibench.errors`);
+Ctrl-C keeps everything already stored and exits 130.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from .errors import EXIT_CELLS_FAILED, EXIT_INTERRUPTED, EXIT_OK, XaibenchError
+from .suite import Entry
+
+
+def _device(name: str | None) -> str:
+    import torch
+
+    if name in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise XaibenchError("--device cuda: no CUDA device is visible; use --device cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise XaibenchError(f"--device {name}: use cpu, cuda or cuda:N")
+    return name
+
+
+def _dataset_override(spec: str, registry) -> Entry:
+    """``NAME`` or ``NAME:PATH`` (PATH goes to the plugin's ``PATH_OPTION``, e.g. a manifest)."""
+    name, _, arg = spec.partition(":")
+    rec = registry.get("dataset", name)
+    opts = {}
+    if arg:
+        import importlib
+
+        mod = importlib.import_module(rec.factory.__module__)
+        key = getattr(mod, "PATH_OPTION", None)
+        if key is None:
+            raise XaibenchError(f"--dataset {spec}: dataset {name!r} takes no path argument; use --dataset {name}")
+        opts[key] = str(Path(arg).resolve())
+    return Entry("dataset", name, opts, name)
+
+
+def _load_suite(args, registry):
+    from .suite import resolve
+
+    suite = resolve(args.suite, registry)
+    if getattr(args, "seed", None) is not None:
+        suite = suite.with_seeds(tuple(args.seed))
+    if getattr(args, "dataset", None):
+        suite = suite.with_datasets(tuple(_dataset_override(d, registry) for d in args.dataset))
+    return suite
+
+
+def cmd_run(args) -> int:
+    from .cells import RunConfig
+    from .plugins import load
+    from .runner import run_local
+
+    registry = load(args.plugin)
+    suite = _load_suite(args, registry)
+    for kind_entries in (suite.datasets, suite.backbones, suite.attacks, suite.explainers, suite.metrics):
+        for e in kind_entries:
+            registry.get(e.kind, e.name)  # unknown names fail before any work
+    out = Path(args.out or f"xaibench-results/{suite.name}")
+    cfg = RunConfig(suite=suite, out=out, plugin_files=tuple(args.plugin), device=_device(args.device),
+                    force=args.force, progress=not args.quiet)
+    executor = args.executor or suite.executor.get("name", "local")
+    if executor == "local":
+        summary = run_local(cfg)
+    else:
+        from .executors import run_with
+
+        summary = run_with(executor, cfg, args)
+    print(f"{suite.name}: {summary.line()}; results in {out}")
+    for f in summary.failed[:20]:
+        print(f"  failed: {f}")
+    if not args.no_leaderboard:
+        from .leaderboard.build import write_all
+
+        paths = write_all(out, suite.name)
+        print(f"leaderboard: {', '.join(str(p) for p in paths)}")
+    return EXIT_CELLS_FAILED if summary.failed else EXIT_OK
+
+
+def cmd_list(args) -> int:
+    from .plugins import KINDS, load
+
+    registry = load(args.plugin)
+    kinds = [args.kind] if args.kind else list(KINDS)
+    for kind in kinds:
+        if kind not in KINDS:
+            raise XaibenchError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
+        print(f"{kind}s:")
+        for name in registry.names(kind):
+            rec = registry.records[kind][name]
+            print(f"  {name:24s} {rec.description}  [{registry.provider(kind, name)}]")
+    for f in registry.failures:
+        print(f"warning: {f}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_leaderboard(args) -> int:
+    from .leaderboard.build import render_store
+
+    if not args.out and not args.suite:
+        raise XaibenchError("leaderboard: give --out DIR (a results folder) or --suite NAME")
+    out = Path(args.out or f"xaibench-results/{args.suite}")
+    text = render_store(out, args.format, suite=args.suite)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xaibench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="score every cell of a suite and write the leaderboard")
+    r.add_argument("--suite", required=True, help="a built-in suite name (see `xaibench list suite`) or a .toml path")
+    r.add_argument("--out", help="results folder (default xaibench-results/SUITE)")
+    r.add_argument("--plugin", action="append", default=[], metavar="FILE", help="a single-file plugin (repeatable)")
+    r.add_argument("--seed", type=int, action="append", help="training seed(s), replacing the suite's (repeatable)")
+    r.add_argument("--dataset", action="append", metavar="NAME[:PATH]",
+                   help="replace the suite's datasets, e.g. nifti:path/to/manifest.csv (repeatable)")
+    r.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when available)")
+    r.add_argument("--force", action="store_true", help="recompute cells that are already stored")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--no-leaderboard", action="store_true", help="do not write leaderboard files after the run")
+    r.add_argument("--executor", choices=["local", "dask", "slurm"], help="where cells run (default local)")
+    r.add_argument("--dask-address", help="dask scheduler address (default: start a LocalCluster)")
+    r.set_defaults(func=cmd_run)
+
+    ls = sub.add_parser("list", help="list registered plugins of every kind")
+    ls.add_argument("kind", nargs="?", help="explainer, metric, dataset, backbone, attack or suite")
+    ls.add_argument("--plugin", action="append", default=[], metavar="FILE")
+    ls.set_defaults(func=cmd_list)
+
+    lb = sub.add_parser("leaderboard", help="render the leaderboard of a results folder")
+    lb.add_argument("--out", help="results folder")
+    lb.add_argument("--suite", help="suite name (results in xaibench-results/NAME)")
+    lb.add_argument("--format", default="md", choices=["md", "latex", "csv", "html"])
+    lb.add_argument("--output", help="write to this file instead of standard output")
+    lb.set_defaults(func=cmd_leaderboard)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    try:
+        return int(args.func(args) or 0)
+    except XaibenchError as exc:
+        print(f"xaibench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("xaibench: interrupted; finished cells are stored, rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Explain and score one model: every explainer's maps (cached on disk) and every metric
+cell (one per explainer × metric × split, or per scope), each returned as a store record.
+
+Cells already in the store are skipped; maps are computed only for explainers that still
+have a missing cell, so a resumed run redoes nothing that finished.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .cells import (ModelTask, Session, _save_atomic, config_hash, eval_index, explain_context,
+                    failed_record, make_target, train_model)
+from .contracts import MetricInput, Score
+from .store import CellRecord
+from .suite import Entry
+
+ScoreRow = tuple[str, str | None, int, float, float | None, bool]
+
+
+@dataclass(frozen=True)
+class MetricCell:
+    cell_id: str
+    metric: Entry
+    explainer: Entry | None  # None: model scope; "*" scopes use all explainers
+    split: str
+    scope: str
+    config: dict[str, Any]
+
+
+def score_rows(scores: list[Score]) -> tuple[list[ScoreRow], list[tuple[str, str | None, Any]]]:
+    rows: list[ScoreRow] = []
+    extras = []
+    for s in scores:
+        vals = np.asarray(s.values, dtype=float).reshape(-1)
+        if vals.size == 1 and getattr(s, "aggregate", True) and len(vals) == 1:
+            rows.append((s.name, s.explainer, -1, float(vals[0]), s.chance, s.higher_is_better))
+        else:
+            rows.extend((s.name, s.explainer, i, float(v), s.chance, s.higher_is_better) for i, v in enumerate(vals))
+        if s.extra:
+            extras.append((s.name, s.explainer, dict(s.extra)))
+    return rows, extras
+
+
+class ModelEvaluation:
+    """The cells of one model task and the shared state they read (maps, target, sets)."""
+
+    def __init__(self, session: Session, task: ModelTask) -> None:
+        self.s, self.task = session, task
+        self.suite = session.cfg.suite
+        self.mid = session.model_id(task)
+
+    def plan(self, triggered: bool) -> list[MetricCell]:
+        cells = []
+        splits = ["clean", "triggered"] if triggered else ["clean"]
+        base = {"model": self.mid, "n_eval": self.suite.n_eval, "target": vars(self.suite.target),
+                "data_seed": self.suite.data_seed}
+        for m in self.suite.metrics:
+            scope = getattr(self.s.make(m), "scope", "explanation")
+            if scope == "seeds":
+                continue  # across models: planned by the runner
+            targets: list[tuple[Entry | None, str]]
+            if scope == "explanation":
+                targets = [(e, sp) for e in self.suite.explainers for sp in splits]
+            elif scope == "attack":
+                targets = [(None, "triggered")] if triggered else []
+            else:
+                targets = [(None, sp) for sp in splits]
+            for e, sp in targets:
+                cfg = {**base, "metric": self.s.ident(m), "split": sp, "scope": scope,
+                       "explainer": self.s.ident(e) if e else None,
+                       "explainers": [self.s.ident(x) for x in self.suite.explainers] if scope in ("explainers", "attack") else None}
+                cells.append(MetricCell(config_hash(cfg), m, e, sp, scope, cfg))
+        return cells
+
+    def run(self, done: set[str]) -> Iterator[CellRecord]:
+        s, task, suite = self.s, self.task, self.suite
+        model, outcome = train_model(s, task)
+        yield from s.drain()
+        splits = s.dataset(task.dataset)
+        todo = [c for c in self.plan(outcome.triggered_test is not None) if c.cell_id not in done]
+        if not todo:
+            return
+        idx = eval_index(splits, suite.n_eval, suite.data_seed)
+        sets = {"clean": splits.test.subset(idx)}
+        full = {"clean": splits.test}
+        if outcome.triggered_test is not None:
+            sets["triggered"] = outcome.triggered_test.subset(idx)
+            full["triggered"] = outcome.triggered_test
+        ctx = explain_context(s, splits, task.seed)
+        dev = s.device
+        targets = {sp: make_target(suite.target.kind, suite.target.classes, model, st.images, st.labels, splits, dev)
+                   for sp, st in sets.items()}
+        explainers = {e.title: (e, s.make(e)) for e in suite.explainers}
+        maps_cache: dict[tuple[str, str, str], torch.Tensor] = {}
+
+        def maps(e: Entry, split: str, which: str = "model") -> torch.Tensor:
+            key = (e.title, split, which)
+            if key in maps_cache:
+                return maps_cache[key]
+            if which == "model":
+                m, mid = model, self.mid
+            else:
+                m, mid = train_model(s, task.clean())[0], s.model_id(task.clean())
+            st = sets[split]
+            tgt = targets[split] if which == "model" else make_target(
+                suite.target.kind, suite.target.classes, m, st.images, st.labels, splits, dev)
+            mcfg = {"model": mid, "explainer": s.ident(e), "split": split, "n_eval": suite.n_eval,
+                    "target": vars(suite.target), "data_seed": suite.data_seed, "seed": task.seed}
+            mh = config_hash(mcfg)
+            path = s.cache / "maps" / f"{mh}.pt"
+            if path.exists() and not s.cfg.force:
+                out = torch.load(path, map_location=dev, weights_only=True)
+            else:
+                t0 = time.perf_counter()
+                out = explainers[e.title][1].explain(m, st.images.to(dev), tgt, ctx).detach().float()
+                wall = time.perf_counter() - t0
+                _save_atomic(out.cpu(), path)
+                if which == "model":
+                    s.pending.append(CellRecord(
+                        f"maps-{mh}", "maps", {**task.keys(suite.name), "explainer": e.title, "split": split},
+                        mh, mcfg, "done", wall, [("seconds_per_image", None, -1, wall / max(1, len(st)), None, False)],
+                        versions=s.versions(e), git_commit=s.git_commit))
+            maps_cache[key] = out.to(dev)
+            return maps_cache[key]
+
+        attacked = task.attack.name != "none"
+        region = outcome.region.to(dev) if outcome.region is not None else None
+        trigger = outcome.trigger.to(dev) if outcome.trigger is not None else None
+        for cell in todo:
+            t0 = time.perf_counter()
+            keys = {**task.keys(suite.name), "metric": cell.metric.title, "split": cell.split,
+                    "explainer": cell.explainer.title if cell.explainer else "*" if cell.scope in ("explainers", "attack") else "-"}
+            versions = s.versions(task.dataset, task.backbone, task.attack, cell.metric,
+                                  *( [cell.explainer] if cell.explainer else []))
+            try:
+                st = full[cell.split] if cell.scope == "model" else sets[cell.split]
+                inp: dict[str, Any] = dict(
+                    model=model, images=st.images.to(dev), labels=st.labels.to(dev), masks=st.masks.to(dev),
+                    target=targets[cell.split] if cell.scope != "model" else make_target(
+                        suite.target.kind, suite.target.classes, model, st.images, st.labels, splits, dev),
+                    context=ctx, split=cell.split, region=region, trigger=trigger, meta=st.meta, splits=splits)
+                if cell.scope == "explanation":
+                    e = cell.explainer
+                    inp.update(attributions=maps(e, cell.split), explainer=explainers[e.title][1],
+                               explainer_name=e.title)
+                    if attacked and cell.split == "clean":
+                        inp["reference_maps"] = maps(e, "clean", which="reference")
+                elif cell.scope in ("explainers", "attack"):
+                    inp["maps"] = {e.title: maps(e, "clean") for e in suite.explainers}
+                    if cell.scope == "attack":
+                        inp["triggered_maps"] = {e.title: maps(e, "triggered") for e in suite.explainers}
+                scores = s.make(cell.metric).score(MetricInput(**inp))
+                yield from s.drain()
+                rows, extras = score_rows(scores)
+                yield CellRecord(cell.cell_id, "metric", keys, cell.cell_id, cell.config, "done",
+                                 time.perf_counter() - t0, rows, extras, versions=versions, git_commit=s.git_commit)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # a failing cell is recorded; the run goes on
+                yield failed_record(cell.cell_id, "metric", keys, cell.config, exc, time.perf_counter() - t0,
+                                    versions, s.git_commit)

@@ -1,0 +1,109 @@
+"""The table model: titles, columns with direction and chance level, rows of mean ± CI
+cells with the best per column marked and a rank; no formatting decisions here."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    higher_is_better: bool
+    chance: float | None
+
+
+@dataclass(frozen=True)
+class Value:
+    mean: float
+    lo: float
+    hi: float
+    n: int
+    best: bool = False
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    values: tuple[Value | None, ...]
+    rank: float | None
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    columns: tuple[Column, ...]
+    rows: tuple[Row, ...]
+    footer: tuple[str, ...]
+    row_header: str = "explainer"
+
+
+MODEL_ROWS = ("-",)
+UNRANKED = ("seconds",)  # cost columns are shown but do not enter the rank  # model-level values (accuracy…) are stored with explainer "-"
+
+
+def _table(title: str, g: pd.DataFrame, row_key: str, rank: bool, footer: tuple[str, ...]) -> Table:
+    cols = []
+    for key, cg in g.groupby("column", sort=False):
+        ch = cg["chance"].dropna()
+        cols.append(Column(str(key), bool(cg["higher_is_better"].iloc[0]), float(ch.mean()) if len(ch) else None))
+    labels = list(dict.fromkeys(g[row_key]))
+    grid = {(r[row_key], r["column"]): r for _, r in g.iterrows()}
+    best = {}
+    for c in cols:
+        means = [grid[(lab, c.key)]["mean"] for lab in labels if (lab, c.key) in grid]
+        means = [m for m in means if not math.isnan(m)]
+        if len(means) > 1:
+            best[c.key] = max(means) if c.higher_is_better else min(means)
+    ranks: dict[str, float] = {}
+    if rank and len(labels) > 1:
+        per_col = []
+        for c in cols:
+            m = np.array([grid[(lab, c.key)]["mean"] if (lab, c.key) in grid else np.nan for lab in labels], float)
+            if np.isfinite(m).sum() < 2 or c.key.startswith(UNRANKED):
+                continue
+            r = pd.Series(m if not c.higher_is_better else -m).rank(method="average").to_numpy()
+            per_col.append(r)
+        if per_col:
+            mean_rank = np.nanmean(np.vstack(per_col), axis=0)
+            ranks = dict(zip(labels, mean_rank.tolist()))
+    rows = []
+    for lab in sorted(labels, key=lambda x: ranks.get(x, 0.0)) if ranks else labels:
+        vals = []
+        for c in cols:
+            r = grid.get((lab, c.key))
+            if r is None:
+                vals.append(None)
+                continue
+            is_best = c.key in best and not math.isnan(r["mean"]) and math.isclose(r["mean"], best[c.key], rel_tol=0, abs_tol=1e-12)
+            vals.append(Value(float(r["mean"]), float(r["ci_low"]), float(r["ci_high"]), int(r["n"]), is_best))
+        rows.append(Row(str(lab), tuple(vals), ranks.get(lab)))
+    return Table(title, tuple(cols), tuple(rows), footer, row_header=row_key)
+
+
+def build_tables(summary: pd.DataFrame) -> list[Table]:
+    """One model table per (dataset, backbone) and one explainer table per (dataset, backbone, attack)."""
+    tables = []
+    if summary.empty:
+        return tables
+    for (ds, bb), g in summary.groupby(["dataset", "backbone"], sort=False):
+        models = g[g["explainer"].isin(MODEL_ROWS)]
+        if not models.empty:
+            foot = (f"dataset {ds}; backbone {bb}; seeds {' '.join(sorted(set(' '.join(models['seeds']).split())))}",)
+            tables.append(_table(f"Models: {ds} / {bb}", models, "attack", rank=False, footer=foot))
+        for at, ga in g[~g["explainer"].isin(MODEL_ROWS)].groupby("attack", sort=False):
+            per_expl = ga[ga["explainer"] != "*"]
+            if per_expl.empty:
+                continue
+            n = int(per_expl["n"].max())
+            seeds = sorted(set(" ".join(per_expl["seeds"]).split()))
+            configs = sorted(set(" ".join(per_expl["config"]).split()))
+            foot = (f"mean ± 95% bootstrap CI over images and seeds; n ≤ {n} values per cell; "
+                    f"seeds {' '.join(seeds)}; {len(configs)} cell configs "
+                    f"({', '.join(configs[:3])}{'…' if len(configs) > 3 else ''}); "
+                    f"best per column in bold; rank = mean rank over columns",)
+            tables.append(_table(f"{ds} / {bb} / attack: {at}", per_expl, "explainer", rank=True, footer=foot))
+    return tables

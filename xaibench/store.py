@@ -1,0 +1,152 @@
+"""The results store: one SQLite database per output folder (WAL, one transaction per cell).
+
+Every cell row carries its keys, config hash, seed, versions, git commit and wall time;
+its values are one row per image (``image >= 0``) or one aggregate row (``image = -1``).
+Writing a cell replaces any earlier attempt atomically, so a crash or Ctrl-C leaves
+either the whole cell or nothing, and a rerun never duplicates rows.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cells (
+    cell_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,            -- model | maps | metric
+    suite TEXT, dataset TEXT, backbone TEXT, attack TEXT, seed INTEGER,
+    explainer TEXT, metric TEXT, split TEXT,
+    config_hash TEXT, config TEXT,
+    status TEXT NOT NULL,          -- done | failed
+    error TEXT, wall_time REAL, finished_at TEXT, versions TEXT, git_commit TEXT
+);
+CREATE TABLE IF NOT EXISTS cell_values (
+    cell_id TEXT NOT NULL REFERENCES cells(cell_id) ON DELETE CASCADE,
+    name TEXT NOT NULL, explainer TEXT, image INTEGER NOT NULL,
+    value REAL, chance REAL, higher_is_better INTEGER
+);
+CREATE INDEX IF NOT EXISTS cell_values_cell ON cell_values(cell_id);
+CREATE TABLE IF NOT EXISTS extras (
+    cell_id TEXT NOT NULL REFERENCES cells(cell_id) ON DELETE CASCADE,
+    name TEXT NOT NULL, explainer TEXT, data TEXT
+);
+"""
+
+KEY_COLUMNS = ("suite", "dataset", "backbone", "attack", "seed", "explainer", "metric", "split")
+
+
+@dataclass(frozen=True)
+class CellRecord:
+    """A finished (or failed) cell, ready to be written in one transaction."""
+
+    cell_id: str
+    kind: str
+    keys: dict[str, Any]
+    config_hash: str
+    config: dict[str, Any]
+    status: str
+    wall_time: float
+    values: Sequence[tuple[str, str | None, int, float, float | None, bool]] = ()
+    extras: Sequence[tuple[str, str | None, Any]] = ()
+    error: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    git_commit: str | None = None
+
+
+def _num(v: float | None) -> float | None:
+    if v is None:
+        return None
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- writing -----------------------------------------------------------------
+    def write(self, rec: CellRecord) -> None:
+        k = rec.keys
+        with self._tx():
+            self.db.execute("DELETE FROM cells WHERE cell_id = ?", (rec.cell_id,))
+            self.db.execute(
+                "INSERT INTO cells VALUES (" + ",".join("?" * 18) + ")",
+                (rec.cell_id, rec.kind, *(k.get(c) for c in KEY_COLUMNS), rec.config_hash,
+                 json.dumps(rec.config, sort_keys=True, default=str), rec.status, rec.error, rec.wall_time,
+                 time.strftime("%Y-%m-%dT%H:%M:%S"), json.dumps(rec.versions, sort_keys=True), rec.git_commit),
+            )
+            self.db.executemany(
+                "INSERT INTO cell_values VALUES (?,?,?,?,?,?,?)",
+                [(rec.cell_id, n, e, int(i), _num(v), _num(c), int(bool(h))) for n, e, i, v, c, h in rec.values],
+            )
+            self.db.executemany(
+                "INSERT INTO extras VALUES (?,?,?,?)",
+                [(rec.cell_id, n, e, json.dumps(d, default=_json_default)) for n, e, d in rec.extras],
+            )
+
+    def _tx(self):
+        store = self
+
+        class _Tx:
+            def __enter__(self):
+                store.db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self, exc_type, *_):
+                store.db.execute("ROLLBACK" if exc_type else "COMMIT")
+                return False
+
+        return _Tx()
+
+    # -- reading -----------------------------------------------------------------
+    def done(self, cell_ids: Iterable[str] | None = None) -> set[str]:
+        rows = self.db.execute("SELECT cell_id FROM cells WHERE status = 'done'").fetchall()
+        have = {r[0] for r in rows}
+        return have if cell_ids is None else have & set(cell_ids)
+
+    def cells(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT * FROM cells", self.db)
+
+    def values(self, suite: str | None = None) -> pd.DataFrame:
+        """Every value joined with its cell's keys (one row per image or aggregate)."""
+        q = ("SELECT c.suite, c.dataset, c.backbone, c.attack, c.seed, c.metric, c.split, c.config_hash, "
+             "COALESCE(v.explainer, c.explainer) AS explainer, v.name, v.image, v.value, v.chance, "
+             "v.higher_is_better FROM cell_values v JOIN cells c USING (cell_id) WHERE c.status = 'done'")
+        args: tuple = ()
+        if suite:
+            q += " AND c.suite = ?"
+            args = (suite,)
+        return pd.read_sql_query(q, self.db, params=args)
+
+    def extras(self) -> pd.DataFrame:
+        q = ("SELECT c.suite, c.dataset, c.backbone, c.attack, c.seed, c.metric, c.split, "
+             "COALESCE(e.explainer, c.explainer) AS explainer, e.name, e.data "
+             "FROM extras e JOIN cells c USING (cell_id) WHERE c.status = 'done'")
+        return pd.read_sql_query(q, self.db)
+
+    def failures(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT * FROM cells WHERE status = 'failed'", self.db)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    return str(o)
