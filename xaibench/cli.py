@@ -14,6 +14,11 @@ from .errors import EXIT_CELLS_FAILED, EXIT_INTERRUPTED, EXIT_OK, XaibenchError
 from .suite import Entry
 
 
+def _warn_failures(registry) -> None:
+    for f in registry.failures:
+        print(f"xaibench: warning: {f}", file=sys.stderr)
+
+
 def _device(name: str | None) -> str:
     import torch
 
@@ -59,6 +64,7 @@ def cmd_run(args) -> int:
     from .runner import run_local
 
     registry = load(args.plugin)
+    _warn_failures(registry)
     suite = _load_suite(args, registry)
     for kind_entries in (suite.datasets, suite.backbones, suite.attacks, suite.explainers, suite.metrics):
         for e in kind_entries:
@@ -96,8 +102,7 @@ def cmd_list(args) -> int:
         for name in registry.names(kind):
             rec = registry.records[kind][name]
             print(f"  {name:24s} {rec.description}  [{registry.provider(kind, name)}]")
-    for f in registry.failures:
-        print(f"warning: {f}", file=sys.stderr)
+    _warn_failures(registry)
     return EXIT_OK
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -153,17 +152,15 @@ class PluginManager:
 
 
 def load(plugin_files: Iterable[str | Path] = (), *, extra: Iterable[object] = ()) -> Registry:
-    """Load every plugin and return the registry (warning about any that failed)."""
+    """Load every plugin and return the registry; ``registry.failures`` lists plugins that
+    failed to import (the CLI prints them once)."""
     pm = PluginManager()
     pm.load_entry_points()
     for f in plugin_files:
         pm.load_file(f)
     for obj in extra:
         pm.register(obj, name=f"extra-{id(obj)}", provider=repr(obj))
-    reg = pm.registry()
-    for msg in reg.failures:
-        warnings.warn(msg, stacklevel=2)
-    return reg
+    return pm.registry()
 
 
 def record_versions(reg: Registry, kind: str, name: str) -> str:
