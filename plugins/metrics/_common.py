@@ -1,0 +1,110 @@
+"""Shared helpers of the metric family: option checking, per-image top-k binarisation,
+analytic chance levels, empty-mask handling.
+
+Why here and not in each plugin: every localisation metric needs the same top-k rule
+(ties broken by pixel index, so results are reproducible) and the same convention for
+images whose mask is empty (NaN: there is nothing to localise; Quantus' PointingGame
+counts them as hits). Perturbation helpers (removal fillers, batched passes) live in
+``_perturb.py``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import hypergeom
+
+from xaibench.errors import XaibenchError
+
+# --------------------------------------------------------------------------- options
+
+
+def check(cond: bool, metric: str, option: str, allowed: str, value: Any) -> None:
+    """Raise the one-line user error for a bad option value."""
+    if not cond:
+        raise XaibenchError(f"metric {metric}: option {option}={value!r} is invalid; allowed: {allowed}")
+
+
+def fractions(value: Any, metric: str, option: str = "q") -> tuple[float, ...]:
+    """A fraction or a list of fractions in (0, 1] (percent values > 1 are rejected)."""
+    vals = list(value) if isinstance(value, (list, tuple)) else [value]
+    ok = len(vals) > 0 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1 for v in vals)
+    check(ok, metric, option, "a fraction in (0, 1] or a non-empty list of them (0.05 = 5%)", value)
+    return tuple(float(v) for v in vals)
+
+
+def pct(q: float) -> str:
+    """0.05 -> '5%', 0.005 -> '0.5%' (used in score names such as ``iou@5%``)."""
+    return f"{q * 100:.4g}%"
+
+
+# --------------------------------------------------------------------------- maps
+
+
+def flat(a: torch.Tensor) -> torch.Tensor:
+    """N×H×W (or N×1×H×W) → N×HW float."""
+    return a.reshape(a.shape[0], -1).float()
+
+
+def as_masks(masks: torch.Tensor, n: int) -> torch.Tensor:
+    """N×H×W bool masks (an H×W mask is shared by every image)."""
+    m = masks.bool()
+    if m.dim() == 2:
+        m = m.unsqueeze(0).expand(n, -1, -1)
+    return m
+
+
+def ranks_desc(a: torch.Tensor) -> torch.Tensor:
+    """Rank of every pixel, 0 = most attributed; ties broken by pixel index (stable)."""
+    order = torch.sort(a, dim=1, descending=True, stable=True).indices
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(a.shape[1], device=a.device).expand_as(order))
+    return ranks
+
+
+def topk_mask(a: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Per-image top-``k[i]`` pixels of ``a`` (N×P) as a bool N×P mask, in one sort."""
+    return ranks_desc(a) < k.view(-1, 1).to(a.device)
+
+
+def nan_empty(values: torch.Tensor, area: torch.Tensor) -> np.ndarray:
+    """Per-image values as float64 numpy with NaN where the mask is empty."""
+    out = values.double().cpu().numpy()
+    out[(area == 0).cpu().numpy()] = np.nan
+    return out
+
+
+def mean_chance(per_image: np.ndarray) -> float | None:
+    """Chance level of the mean over the images that have a value."""
+    finite = per_image[np.isfinite(per_image)]
+    return float(finite.mean()) if finite.size else None
+
+
+# --------------------------------------------------------------------------- chance levels
+
+
+@lru_cache(maxsize=4096)
+def iou_chance(total: int, area: int, k: int) -> float:
+    """E[IoU] between a uniformly random ``k``-pixel set and a fixed ``area``-pixel mask
+    among ``total`` pixels: the intersection is hypergeometric, IoU = I / (k + area − I)."""
+    if area == 0 or k == 0:
+        return float("nan")
+    i = np.arange(max(0, k + area - total), min(k, area) + 1)
+    return float(np.sum(hypergeom.pmf(i, total, area, k) * i / (k + area - i)))
+
+
+def iou_chances(total: int, area: torch.Tensor, k: torch.Tensor) -> np.ndarray:
+    return np.array([iou_chance(total, int(m), int(kk)) for m, kk in zip(area.tolist(), k.tolist())])
+
+
+def pairs(names: Iterable[str]) -> list[tuple[str, str]]:
+    """Unordered pairs in a stable order."""
+    names = list(names)
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+
+
+def seq(x: Any) -> Sequence:
+    return list(x) if isinstance(x, (list, tuple)) else [x]
