@@ -24,7 +24,7 @@ import torch
 from . import __version__
 from .contracts import AttackContext, AttackOutcome, DatasetSplits, ExplainContext, ImageSet, Target, TrainResult
 from .errors import XaibenchError
-from .plugins import Registry, load
+from .plugins import Registry, instantiate, load
 from .store import CellRecord
 from .suite import Entry, Suite
 from .training import train
@@ -108,11 +108,7 @@ class Session:
         return {"name": e.name, "options": dict(e.options), "version": self.version(e)}
 
     def make(self, e: Entry) -> Any:
-        rec = self.registry.get(e.kind, e.name)
-        try:
-            return rec.factory(**dict(e.options))
-        except TypeError as exc:
-            raise XaibenchError(f"{e.kind} {e.name!r}: bad options {dict(e.options)}: {exc}") from None
+        return instantiate(self.registry, e.kind, e.name, dict(e.options))
 
     def versions(self, *entries: Entry) -> dict[str, str]:
         v = {"xaibench": __version__, "torch": torch.__version__}

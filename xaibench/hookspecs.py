@@ -7,9 +7,9 @@ single file with ``--plugin``. Unknown hook names are rejected at load time.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pluggy
 
@@ -21,12 +21,15 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 @dataclass(frozen=True)
 class PluginRecord:
     """A named factory. ``factory(**options)`` builds the plugin instance from the
-    suite's options; ``version`` enters every cache key, so bump it when results change."""
+    suite's options; ``version`` enters every cache key, so bump it when results change;
+    ``conformance`` holds options that make the plugin small and fast for the conformance
+    test every registered plugin must pass (e.g. fewer RISE masks)."""
 
     name: str
     description: str
     factory: Callable[..., Any]
     version: str = "1"
+    conformance: Mapping[str, Any] = field(default_factory=dict)  # small/fast options for the conformance test
 
 
 @dataclass(frozen=True)

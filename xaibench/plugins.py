@@ -163,6 +163,16 @@ def load(plugin_files: Iterable[str | Path] = (), *, extra: Iterable[object] = (
     return pm.registry()
 
 
+def instantiate(reg: Registry, kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
+    """``factory(**options)``, with a wrong option name turned into a one-line user error."""
+    rec = reg.get(kind, name)
+    try:
+        return rec.factory(**dict(options or {}))
+    except TypeError as exc:
+        msg = str(exc).split(".", 1)[-1].strip() if "__init__()" in str(exc) else str(exc)
+        raise XaibenchError(f"{kind} {name!r}: {msg}; see `xaibench list {kind}` and the plugin's docs") from None
+
+
 def record_versions(reg: Registry, kind: str, name: str) -> str:
     rec: PluginRecord = reg.get(kind, name)
     return f"{reg.provider(kind, name)}:{getattr(rec, 'version', '1')}"

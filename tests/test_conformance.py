@@ -1,0 +1,170 @@
+"""One conformance test per registered plugin of each kind (as timm does for models):
+shapes, dtypes, determinism with a seed, finite values on a normal input, a clear error on
+a wrong one. Third-party plugins installed in the environment are checked too."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from xaibench.contracts import (AttackContext, AttackOutcome, Classifier, DatasetSplits, ExplainContext,
+                                MetricInput, Score, Target)
+from xaibench.errors import XaibenchError
+from xaibench.plugins import instantiate, load
+from xaibench.training import train
+
+from .conftest import TOY_PLUGIN
+
+REG = load([TOY_PLUGIN])
+SIZE = 32
+
+
+def _names(kind):
+    return REG.names(kind)
+
+
+def _make(kind, name, **extra):
+    rec = REG.get(kind, name)
+    return instantiate(REG, kind, name, {**dict(rec.conformance), **extra})
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return REG.get("dataset", "toy-blobs").factory(n=48, size=SIZE).load(seed=0, cache_dir=None)
+
+
+@pytest.fixture(scope="module")
+def model():
+    from xaibench_plugins.backbones.resnet import ResNetBuilder
+
+    torch.manual_seed(0)
+    return ResNetBuilder("resnet18", width=0.125, output_stride=8)(2, (SIZE, SIZE)).eval()
+
+
+def _ctx(toy, seed=0):
+    return ExplainContext(reference=toy.train.images[:8], seed=seed, chunk_size=16)
+
+
+# --------------------------------------------------------------------------- explainers
+@pytest.mark.parametrize("name", _names("explainer"))
+def test_explainer(name, model, toy):
+    x = toy.test.images[:4]
+    tgt = Target("logit", toy.test.labels[:4])
+    params = copy.deepcopy(model.state_dict())
+    flags = [p.requires_grad for p in model.parameters()]
+    ex = _make("explainer", name)
+    a = ex.explain(model, x, tgt, _ctx(toy))
+    assert a.shape == (4, SIZE, SIZE) and a.dtype == torch.float32 and a.device == x.device
+    assert torch.isfinite(a).all(), f"{name}: non-finite values"
+    b = _make("explainer", name).explain(model, x, tgt, _ctx(toy))
+    assert torch.allclose(a, b, atol=1e-5), f"{name}: not deterministic for a fixed seed"
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in params.items()), f"{name}: changed the model"
+    assert flags == [p.requires_grad for p in model.parameters()], f"{name}: left requires_grad changed"
+    assert not model.training
+    with pytest.raises((XaibenchError, ValueError)):
+        ex.explain(model, x[:, 0], tgt, _ctx(toy))  # N×H×W instead of N×1×H×W
+
+
+# --------------------------------------------------------------------------- metrics
+def _metric_input(model, toy, scope, n=8):
+    st = toy.test.subset(np.arange(n))
+    g = torch.Generator().manual_seed(1)
+    maps = {e: torch.rand(n, SIZE, SIZE, generator=g) for e in ("a", "b", "c")}
+    region = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    region[:8, -8:] = True
+    trigger = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    trigger[-4:, :4] = True
+    explainer = REG.get("explainer", "toy-grad").factory()
+    return MetricInput(
+        model=model, images=st.images, labels=st.labels, masks=st.masks, target=Target("logit", st.labels),
+        context=_ctx(toy), attributions=maps["a"], explainer=explainer, explainer_name="a",
+        maps=maps, triggered_maps={k: v.flip(-1) for k, v in maps.items()},
+        seed_maps={0: maps["a"], 1: maps["b"], 2: maps["c"]}, reference_maps=maps["b"],
+        split="triggered" if scope == "attack" else "clean", region=region, trigger=trigger,
+        meta={k: np.asarray(v) for k, v in st.meta.items()}, splits=toy)
+
+
+@pytest.mark.parametrize("name", _names("metric"))
+def test_metric(name, model, toy):
+    m = _make("metric", name)
+    scope = getattr(m, "scope", None)
+    assert scope in ("explanation", "model", "explainers", "seeds", "attack"), f"{name}: bad scope {scope!r}"
+    inp = _metric_input(model, toy, scope)
+    scores = m.score(inp)
+    assert scores and all(isinstance(s, Score) for s in scores)
+    for s in scores:
+        v = np.asarray(s.values, dtype=float)
+        assert v.ndim == 1 and v.size in (1, len(inp.images)), f"{name}/{s.name}: values shape {v.shape}"
+        assert np.isfinite(v).any(), f"{name}/{s.name}: no finite value on a normal input"
+        assert isinstance(s.higher_is_better, bool)
+    again = _make("metric", name).score(_metric_input(model, toy, scope))
+    for s, t in zip(scores, again):
+        np.testing.assert_allclose(np.asarray(s.values, float), np.asarray(t.values, float), atol=1e-6,
+                                   err_msg=f"{name}/{s.name}: not deterministic")
+    if scope == "explanation":
+        bad = MetricInput(**{**inp.__dict__, "attributions": inp.attributions[:, :5]})
+        with pytest.raises((XaibenchError, ValueError)):
+            m.score(bad)
+
+
+# --------------------------------------------------------------------------- datasets
+@pytest.mark.parametrize("name", _names("dataset"))
+def test_dataset(name, tmp_path):
+    rec = REG.get("dataset", name)
+    if not rec.conformance and name != "toy-blobs":
+        pytest.fail(f"dataset {name}: declare small `conformance` options in its record")
+    a = _make("dataset", name).load(seed=0, cache_dir=tmp_path)
+    b = _make("dataset", name).load(seed=0, cache_dir=tmp_path / "other")
+    assert isinstance(a, DatasetSplits)
+    for part, other in ((a.train, b.train), (a.val, b.val), (a.test, b.test)):
+        n = len(part)
+        assert n > 0 and part.images.dtype == torch.float32 and part.images.ndim == 4 and part.images.shape[1] == 1
+        assert part.labels.dtype == torch.int64 and set(part.labels.tolist()) <= {0, 1}
+        assert part.masks.dtype == torch.bool and part.masks.shape == (n, *part.images.shape[-2:])
+        assert float(part.images.min()) >= 0 and float(part.images.max()) <= 1
+        assert torch.isfinite(part.images).all()
+        assert torch.equal(part.images, other.images), f"{name}: not deterministic for a seed"
+    with pytest.raises(XaibenchError):
+        _make("dataset", name, no_such_option=1)
+
+
+# --------------------------------------------------------------------------- backbones
+@pytest.mark.parametrize("name", _names("backbone"))
+def test_backbone(name):
+    torch.manual_seed(0)
+    m = _make("backbone", name, width=0.125)(2, (SIZE, SIZE)).eval()
+    assert isinstance(m, Classifier) and m.stage_names
+    x = torch.rand(3, 1, SIZE, SIZE)
+    logits, emb = m.forward_all(x)
+    assert logits.shape == (3, 2) and emb.shape[0] == 3 and torch.isfinite(logits).all()
+    torch.manual_seed(0)
+    m2 = _make("backbone", name, width=0.125)(2, (SIZE, SIZE)).eval()
+    assert torch.allclose(m2(x), logits), f"{name}: initialisation not deterministic for a seed"
+    with pytest.raises(XaibenchError):
+        _make("backbone", name, mode="sideways")
+    with pytest.raises(XaibenchError):
+        _make("backbone", name, mode="probe")  # needs a weights file
+
+
+# --------------------------------------------------------------------------- attacks
+@pytest.mark.parametrize("name", _names("attack"))
+def test_attack(name, toy):
+    from functools import partial
+
+    from xaibench_plugins.backbones.resnet import ResNetBuilder
+
+    builder = ResNetBuilder("resnet18", width=0.125, output_stride=8, epochs=1)
+    ctx = AttackContext(splits=toy, build_model=lambda: builder(2, (SIZE, SIZE)),
+                        train=partial(train, seed=0, builder=builder, progress=False), seed=0,
+                        device=torch.device("cpu"))
+    out = _make("attack", name).run(ctx)
+    assert isinstance(out, AttackOutcome) and isinstance(out.train.model, Classifier)
+    for mask in (out.region, out.trigger):
+        assert mask is None or (mask.dtype == torch.bool and mask.shape == (SIZE, SIZE))
+    if out.triggered_test is not None:
+        assert out.triggered_test.images.shape == toy.test.images.shape
+        assert torch.equal(out.triggered_test.labels, toy.test.labels) or name == "badnets"
+    with pytest.raises(XaibenchError):
+        _make("attack", name, no_such_option=1)

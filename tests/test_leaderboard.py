@@ -1,0 +1,93 @@
+"""Leaderboard: summary statistics, best/rank marking, four renderers, published tables."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xaibench.leaderboard.build import read_summary_csv, render_summary
+from xaibench.leaderboard.summary import bootstrap_ci, summarise
+from xaibench.leaderboard.table import build_tables
+
+ROOT = Path(__file__).parents[1]
+
+
+def _values():
+    rng = np.random.default_rng(0)
+    rows = []
+    spec = {"good": (0.8, 0.1), "bad": (0.2, 0.5), "mid": (0.5, 0.3)}  # (iou mean, error-rate mean)
+    for seed in (0, 1):
+        for ex, (iou, err) in spec.items():
+            for i in range(50):
+                for name, mu, hib in (("iou", iou, 1), ("error", err, 0)):
+                    rows.append(dict(suite="s", dataset="d", backbone="b", attack="none", seed=seed, metric=name,
+                                     split="clean", config_hash="abcdef0123", explainer=ex, name=name, image=i,
+                                     value=mu + rng.normal(0, 0.05), chance=0.1, higher_is_better=hib))
+        rows.append(dict(suite="s", dataset="d", backbone="b", attack="none", seed=seed, metric="accuracy",
+                         split="clean", config_hash="x", explainer="-", name="accuracy", image=-1, value=0.9,
+                         chance=0.5, higher_is_better=1))
+    return pd.DataFrame(rows)
+
+
+def test_bootstrap_ci_covers_the_mean_and_shrinks_with_n():
+    rng = np.random.default_rng(1)
+    small, big = rng.normal(1, 1, 20), rng.normal(1, 1, 2000)
+    lo, hi = bootstrap_ci(small)
+    assert lo < small.mean() < hi
+    lo2, hi2 = bootstrap_ci(big)
+    assert (hi2 - lo2) < (hi - lo) / 5
+    # a normal-theory check: half-width ≈ 1.96 σ/√n
+    assert abs((hi2 - lo2) / 2 - 1.96 * big.std() / np.sqrt(big.size)) < 0.01
+
+
+def test_summary_and_tables_mark_best_respecting_direction():
+    summary = summarise(_values())
+    iou = summary[(summary["column"] == "iou")].set_index("explainer")
+    assert iou.loc["good", "n"] == 100 and iou.loc["good", "seeds"] == "0 1"
+    assert abs(iou.loc["good", "mean"] - 0.8) < 0.02
+    tables = build_tables(summary)
+    assert [t.title for t in tables] == ["Models: d / b", "d / b / attack: none"]
+    t = tables[1]
+    assert [r.label for r in t.rows] == ["good", "mid", "bad"]  # ordered by mean rank
+    cols = [c.key for c in t.columns]
+    best = {cols[j]: r.label for r in t.rows for j, v in enumerate(r.values) if v.best}
+    assert best == {"iou": "good", "error": "good"}  # error: lower is better
+    assert t.rows[0].rank == 1.0 and t.rows[-1].rank == 3.0
+
+
+def test_renderers(tmp_path):
+    summary = summarise(_values())
+    md = render_summary(summary, "md")
+    assert "| good" in md and "**0.80" in md and "iou ↑ (chance 0.100)" in md and "error ↓" in md
+    html = render_summary(summary, "html")
+    assert html.count("<table") == 2 and "<b>0.80" in html
+    tex = render_summary(summary, "latex")
+    assert r"\toprule" in tex and r"\textbf{0.80" in tex and r"$\uparrow$" in tex
+    csv = tmp_path / "l.csv"
+    csv.write_text(render_summary(summary, "csv"))
+    assert render_summary(read_summary_csv(csv), "md") == md  # CSV round-trips to the same table
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (.ci/run installs it)")
+def test_latex_compiles_standalone(tmp_path):
+    (tmp_path / "t.tex").write_text(render_summary(summarise(_values()), "latex"))
+    r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert (tmp_path / "t.pdf").stat().st_size > 1000
+
+
+def test_published_markdown_is_what_the_renderer_makes_of_the_published_csv():
+    folder = ROOT / "leaderboard"
+    csvs = sorted(folder.glob("*.csv"))
+    assert csvs, "no published leaderboard CSV"
+    for csv in csvs:
+        if csv.stem.endswith("-extra") or not (folder / f"{csv.stem}.md").exists():
+            continue
+        md = (folder / f"{csv.stem}.md").read_text()
+        rendered = render_summary(read_summary_csv(csv), "md")
+        assert rendered in md, f"{csv.name}: committed Markdown differs from what the CSV renders to"
