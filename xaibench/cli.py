@@ -63,6 +63,7 @@ def cmd_run(args) -> int:
     from .plugins import load
     from .runner import run_local
 
+    device = _device(args.device)
     registry = load(args.plugin)
     _warn_failures(registry)
     suite = _load_suite(args, registry)
@@ -70,7 +71,7 @@ def cmd_run(args) -> int:
         for e in kind_entries:
             registry.get(e.kind, e.name)  # unknown names fail before any work
     out = Path(args.out or f"xaibench-results/{suite.name}")
-    cfg = RunConfig(suite=suite, out=out, plugin_files=tuple(args.plugin), device=_device(args.device),
+    cfg = RunConfig(suite=suite, out=out, plugin_files=tuple(args.plugin), device=device,
                     force=args.force, progress=not args.quiet)
     executor = args.executor or suite.executor.get("name", "local")
     if executor == "local":

@@ -8,6 +8,7 @@ A plugin that fails to import is reported with its distribution and skipped; the
 from __future__ import annotations
 
 import importlib.util
+import re
 import os
 import sys
 from collections.abc import Iterable
@@ -169,7 +170,7 @@ def instantiate(reg: Registry, kind: str, name: str, options: dict[str, Any] | N
     try:
         return rec.factory(**dict(options or {}))
     except TypeError as exc:
-        msg = str(exc).split(".", 1)[-1].strip() if "__init__()" in str(exc) else str(exc)
+        msg = re.sub(r"^\S*(__init__|__call__|\w+)\(\)\s*", "", str(exc))
         raise XaibenchError(f"{kind} {name!r}: {msg}; see `xaibench list {kind}` and the plugin's docs") from None
 
 

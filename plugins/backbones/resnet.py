@@ -125,10 +125,7 @@ def _load_weights(enc: torch.nn.Module, path: Path, arch: str) -> None:
 
 def _factory(arch: str):
     def make(**options) -> ResNetBuilder:
-        try:
-            return ResNetBuilder(arch=arch, **options)
-        except TypeError as exc:
-            raise XaibenchError(f"backbone {arch}: {exc}") from None
+        return ResNetBuilder(arch=arch, **options)
 
     return make
 

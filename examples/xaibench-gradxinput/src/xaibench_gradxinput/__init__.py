@@ -10,8 +10,7 @@ from dataclasses import dataclass
 import torch
 
 import xaibench
-from xaibench.contracts import Classifier, ExplainContext, Target
-from xaibench.errors import XaibenchError
+from xaibench.contracts import Classifier, ExplainContext, Target, check_images
 from xaibench.hookspecs import ExplainerRecord
 
 
@@ -22,8 +21,7 @@ class GradXInput:
     absolute: bool = False
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        if x.ndim != 4:
-            raise XaibenchError(f"grad-x-input: expected N×C×H×W images, got shape {tuple(x.shape)}")
+        check_images(x, "grad-x-input")
         maps = []
         for i in range(0, len(x), context.chunk_size):  # bounded memory: one chunk at a time
             xi = x[i:i + context.chunk_size].detach().clone().requires_grad_(True)

@@ -1,0 +1,74 @@
+"""The command line: one-line errors with documented exit codes, list, leaderboard formats."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from xaibench.cli import main
+from xaibench.errors import EXIT_USAGE
+
+from .conftest import TOY_PLUGIN
+
+
+def _err_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    return [line for line in err if not line.startswith("xaibench: warning")]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--suite", "smok"], "unknown suite 'smok' (did you mean: smoke"),
+    (["run", "--suite", "missing.toml"], "suite file missing.toml does not exist"),
+    (["run", "--suite", "smoke", "--device", "tpu"], "--device tpu: use cpu, cuda or cuda:N"),
+    (["run", "--suite", "smoke", "--plugin", "nope.py"], "--plugin nope.py: no such file"),
+    (["run", "--suite", "smoke", "--dataset", "synthetic-hipocampus"], "unknown dataset 'synthetic-hipocampus'"),
+    (["leaderboard", "--out", "no/such/dir"], "no/such/dir: no results.sqlite here"),
+    (["list", "gizmo"], "unknown kind 'gizmo'"),
+])
+def test_user_errors_are_one_line_with_exit_2(argv, message, capsys):
+    assert main(argv) == EXIT_USAGE
+    lines = _err_line(capsys)
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_unknown_plugin_name_in_a_suite(tmp_path, capsys):
+    s = tmp_path / "s.toml"
+    s.write_text('datasets = ["toy-blobs"]\nbackbones = ["resnet18"]\nattacks = ["none"]\n'
+                 'explainers = ["gradkam"]\nmetrics = ["iou"]\n')
+    assert main(["run", "--suite", str(s), "--plugin", str(TOY_PLUGIN), "--out", str(tmp_path / "o")]) == EXIT_USAGE
+    lines = _err_line(capsys)
+    assert len(lines) == 1 and "unknown explainer 'gradkam' (did you mean: gradcam" in lines[0]
+
+
+def test_bad_option_is_one_line(tmp_path, capsys):
+    s = tmp_path / "s.toml"
+    s.write_text('datasets = ["toy-blobs"]\nattacks = ["none"]\nexplainers = ["toy-grad"]\nmetrics = ["toy-mass"]\n'
+                 '[[backbones]]\nname = "resnet18"\noptions = { depth = 3 }\n')
+    assert main(["run", "--suite", str(s), "--plugin", str(TOY_PLUGIN), "--out", str(tmp_path / "o"),
+                 "--quiet"]) == EXIT_USAGE
+    lines = _err_line(capsys)
+    assert len(lines) == 1 and "backbone 'resnet18'" in lines[0] and "depth" in lines[0]
+
+
+def test_list_shows_every_kind(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("explainers:", "metrics:", "datasets:", "backbones:", "attacks:", "suites:"):
+        assert kind in out
+    assert "gradcam" in out and "smoke" in out and "resnet18" in out
+
+
+def test_leaderboard_in_four_formats(tmp_path):
+    s = tmp_path / "s.toml"
+    s.write_text('name = "t"\nn_eval = 8\ndatasets = ["toy-blobs"]\nattacks = ["none"]\nexplainers = ["toy-grad"]\n'
+                 'metrics = ["accuracy", "toy-mass"]\n'
+                 '[[backbones]]\nname = "resnet18"\noptions = { width = 0.125, output_stride = 8, epochs = 1 }\n')
+    out = tmp_path / "o"
+    assert main(["run", "--suite", str(s), "--plugin", str(TOY_PLUGIN), "--out", str(out), "--quiet"]) == 0
+    for name in ("leaderboard.csv", "leaderboard.md", "leaderboard.tex", "leaderboard.html"):
+        assert (out / name).stat().st_size > 100
+    for fmt, probe in (("md", "| toy-grad"), ("latex", r"\toprule"), ("csv", "toy-mass"), ("html", "<table")):
+        r = subprocess.run([sys.executable, "-m", "xaibench.cli", "leaderboard", "--out", str(out), "--format", fmt],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and probe in r.stdout, (fmt, r.stderr)
