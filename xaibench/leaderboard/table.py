@@ -84,13 +84,28 @@ def _table(title: str, g: pd.DataFrame, row_key: str, rank: bool, footer: tuple[
     return Table(title, tuple(cols), tuple(rows), footer, row_header=row_key)
 
 
+def _with_accuracy_drop(models: pd.DataFrame) -> pd.DataFrame:
+    """Add "accuracy drop vs none": the clean model's accuracy minus each model's (points)."""
+    acc = models[models["column"] == "accuracy"].set_index("attack")
+    if "none" not in acc.index or len(acc) < 2:
+        return models
+    base = acc.loc["none"]
+    rows = []
+    for attack, r in acc.iterrows():
+        d = 100 * (base["mean"] - r["mean"])
+        half = 100 * ((base["ci_high"] - base["ci_low"]) ** 2 + (r["ci_high"] - r["ci_low"]) ** 2) ** 0.5 / 2
+        rows.append({**r.to_dict(), "attack": attack, "column": "accuracy drop vs none (points)", "mean": d,
+                     "ci_low": d - half, "ci_high": d + half, "chance": float("nan"), "higher_is_better": False})
+    return pd.concat([models, pd.DataFrame(rows)], ignore_index=True)
+
+
 def build_tables(summary: pd.DataFrame) -> list[Table]:
     """One model table per (dataset, backbone) and one explainer table per (dataset, backbone, attack)."""
     tables = []
     if summary.empty:
         return tables
     for (ds, bb), g in summary.groupby(["dataset", "backbone"], sort=False):
-        models = g[g["explainer"].isin(MODEL_ROWS)]
+        models = _with_accuracy_drop(g[g["explainer"].isin(MODEL_ROWS)])
         if not models.empty:
             foot = (f"dataset {ds}; backbone {bb}; seeds {' '.join(sorted(set(' '.join(models['seeds']).split())))}",)
             tables.append(_table(f"Models: {ds} / {bb}", models, "attack", rank=False, footer=foot))
