@@ -226,6 +226,10 @@ class Explainer(Protocol):
         self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext
     ) -> torch.Tensor: ...
 
+    # Optional: ``describe(model, images, masks) -> list[Score]`` — facts about the maps
+    # this explainer can produce on these images (e.g. the IoU ceiling its layer resolution
+    # implies); stored with the maps and shown beside the metrics.
+
 
 # --------------------------------------------------------------------------- metrics
 

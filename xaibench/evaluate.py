@@ -122,10 +122,14 @@ class ModelEvaluation:
                 wall = time.perf_counter() - t0
                 _save_atomic(out.cpu(), path)
                 if which == "model":
+                    rows: list = [("seconds_per_image", None, -1, wall / max(1, len(st)), None, False)]
+                    describe = getattr(explainers[e.title][1], "describe", None)
+                    if describe is not None and split == "clean":  # e.g. the IoU ceiling of a layer map
+                        rows += score_rows(describe(m, st.images.to(dev), st.masks.to(dev)))[0]
                     s.pending.append(CellRecord(
-                        f"maps-{mh}", "maps", {**task.keys(suite.name), "explainer": e.title, "split": split},
-                        mh, mcfg, "done", wall, [("seconds_per_image", None, -1, wall / max(1, len(st)), None, False)],
-                        versions=s.versions(e), git_commit=s.git_commit))
+                        f"maps-{mh}", "maps", {**task.keys(suite.name), "explainer": e.title, "split": split,
+                                               "metric": "maps"},
+                        mh, mcfg, "done", wall, rows, versions=s.versions(e), git_commit=s.git_commit))
             maps_cache[key] = out.to(dev)
             return maps_cache[key]
 
