@@ -1,0 +1,207 @@
+"""The simulator behind ``synthetic-hippocampus``: one subject = one set of 2-D slices cut
+from a warped MNI152 template with an explicit hippocampus per hemisphere.
+
+Why by hand: no library simulates hippocampal atrophy on a template, and a full 3-D
+registration-style warp per subject would cost seconds. Instead every output pixel is a
+3-D point in the subject's space; we push only those points (a few thousand per slice)
+through the subject's transforms back into template space and sample the template there
+(``scipy.ndimage.map_coordinates``). The ROI mask is evaluated on the same points, so image
+and mask are deformed together and the hippocampal volume stays analytic.
+
+Chain for a pixel at native point ``P`` (mm, RAS):
+``P`` → smooth random displacement → inverse head scale, small rotation and shift → ``Q``
+(template space, where the reference hippocampi live) → per-hemisphere atrophy map
+(the subject's hippocampus, thinner or thicker in cross-section than the reference, is
+mapped onto the reference ellipsoid; tissue around it follows smoothly) → sample.
+Space vacated by a thinner hippocampus is painted as CSF (the widened temporal horn /
+choroid fissure that radiologists score as medial temporal atrophy).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy import ndimage
+
+# Anatomical facts (MNI152 mm, RAS): centroids and long axis head → tail per hemisphere.
+CENTROIDS = {"left": (-25.0, -22.0, -14.0), "right": (27.0, -21.0, -14.0)}
+AXES = {"left": ((-24.0, -9.0, -23.0), (-22.0, -37.0, 0.0)), "right": ((24.0, -9.0, -23.0), (22.0, -37.0, 0.0))}
+SEMI_AXES = (21.0, 9.5, 5.7)  # mm: half-length along the axis, medio-lateral, perpendicular
+REF_VOLUME = 4.0 / 3.0 * np.pi * np.prod(SEMI_AXES)  # ≈ 4.76 cm³ per side (the reference)
+SIDE_FACTOR = {"left": 0.985, "right": 1.015}  # right hippocampus slightly larger (known asymmetry)
+GM_LEVEL, CSF_LEVEL = 0.55, 0.12  # template intensities painted for hippocampus / CSF
+PAINT = 0.6  # blend weight of the painted hippocampus over the template
+TIV_REF = 1.45e6  # mm³, total intracranial volume at head scale 1
+
+# Field of view per plane: the two in-plane axes (RAS index, sign of the image's row/col
+# direction) and the default centre. Display: patient's left on the image's left,
+# superior (coronal, sagittal) or anterior (axial) on top.
+PLANES = {
+    # plane: (normal axis, row axis, col axis, centre of (row, col) in mm, default normal position)
+    "coronal": (1, 2, 0, (-6.0, 1.0), -22.0),
+    "axial": (2, 1, 0, (-22.0, 1.0), -14.0),
+    "sagittal": (0, 2, 1, (-6.0, -22.0), -25.0),  # through the left hippocampus
+}
+SLICE_SPAN = {"coronal": 6.0, "axial": 4.0, "sagittal": 3.0}  # mm either side for several slices
+
+
+def _frame(side: str) -> np.ndarray:
+    """Rows = unit vectors (long axis, medio-lateral, perpendicular) of the ellipsoid."""
+    head, tail = (np.asarray(p) for p in AXES[side])
+    e1 = (tail - head) / np.linalg.norm(tail - head)
+    lat = np.array([1.0, 0.0, 0.0])
+    e2 = lat - (lat @ e1) * e1
+    e2 /= np.linalg.norm(e2)
+    return np.stack([e1, e2, np.cross(e1, e2)])
+
+
+FRAMES = {s: _frame(s) for s in CENTROIDS}
+
+
+@lru_cache(maxsize=1)
+def _raw_template() -> tuple[np.ndarray, np.ndarray]:
+    from nilearn.datasets import load_mni152_template  # ships with nilearn, no network
+
+    img = load_mni152_template(resolution=1)
+    return np.asarray(img.get_fdata(), dtype=np.float32), np.asarray(img.affine)
+
+
+@lru_cache(maxsize=4)
+def painted_template(smooth_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """The template with the reference hippocampi painted in, pre-smoothed against aliasing."""
+    vol, affine = _raw_template()
+    vol = vol.copy()
+    for side in CENTROIDS:  # only touch a box around each hippocampus
+        c = np.asarray(CENTROIDS[side])
+        lo = np.floor(c - 30 - affine[:3, 3]).astype(int)
+        hi = np.ceil(c + 30 - affine[:3, 3]).astype(int)
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        pts = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1)
+        rho = ellipsoid_radius(pts + affine[:3, 3], side, 1.0)
+        w = PAINT * np.clip((1.15 - rho) / 0.3, 0.0, 1.0)
+        vol[box] = vol[box] * (1 - w) + GM_LEVEL * w
+    if smooth_mm > 0:
+        vol = ndimage.gaussian_filter(vol, smooth_mm, truncate=2.5)
+    return vol, affine
+
+
+def ellipsoid_radius(q: np.ndarray, side: str, k: float) -> np.ndarray:
+    """Normalised radius of points ``q`` (…×3, template mm) w.r.t. the hippocampus of
+    ``side`` whose cross-section is scaled by ``k`` (1 = reference); ≤ 1 means inside."""
+    u = (q - np.asarray(CENTROIDS[side])) @ FRAMES[side].T / np.asarray(SEMI_AXES)
+    return np.sqrt(u[..., 0] ** 2 + (u[..., 1] ** 2 + u[..., 2] ** 2) / (k * k))
+
+
+def atrophy_map(q: np.ndarray, side: str, k: float, reach: float = 1.0) -> np.ndarray:
+    """Where template point should be sampled so that the reference hippocampus appears
+    with cross-section scaled by ``k``; identity beyond ``reach`` (normalised radius) outside."""
+    c, f, s = np.asarray(CENTROIDS[side]), FRAMES[side], np.asarray(SEMI_AXES)
+    u = (q - c) @ f.T / s
+    rho = np.sqrt(u[..., 0] ** 2 + (u[..., 1] ** 2 + u[..., 2] ** 2) / (k * k))
+    h = np.clip(1.0 - (rho - 1.0) / reach, 0.0, 1.0)
+    h = h * h * (3 - 2 * h)  # smoothstep: 1 inside, 0 beyond reach
+    scale = 1.0 + (1.0 / k - 1.0) * h
+    u2 = u.copy()
+    u2[..., 1] *= scale
+    u2[..., 2] *= scale
+    return (u2 * s) @ f + c
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Everything random about one subject (drawn by :func:`draw_subject`)."""
+
+    label: int
+    age: float
+    sex: str
+    head_scale: float
+    volume: dict[str, float]  # mm³ per side, native space
+    k: dict[str, float]  # cross-section scale of each hippocampus vs the reference
+    rotation: np.ndarray  # 3×3
+    shift: np.ndarray  # mm
+    seed: int  # for the per-slice fields
+
+
+def draw_subject(rng: np.random.Generator, label: int, atrophy: float, deform: float) -> Subject:
+    sex = "M" if rng.random() < 0.5 else "F"
+    age = float(np.clip(rng.normal(73.0, 7.0), 55.0, 92.0))
+    head = float(np.exp(rng.normal(0.03 if sex == "M" else -0.03, 0.03)))
+    shared = rng.normal(0.0, 0.08)  # between-subject biological spread of hippocampal size
+    volume, k = {}, {}
+    for side in ("left", "right"):
+        ratio = (1 - atrophy * label) * (1 - 0.004 * (age - 73.0)) * np.exp(shared + rng.normal(0.0, 0.03))
+        v = REF_VOLUME * SIDE_FACTOR[side] * head**3 * ratio
+        volume[side] = float(v)
+        k[side] = float(np.sqrt(v / (REF_VOLUME * head**3)))
+    angles = np.deg2rad(rng.normal(0.0, 1.0 + deform, 3))
+    rot = _rotation(*angles)
+    shift = rng.normal(0.0, 0.5 + 0.5 * deform, 3)
+    return Subject(label, age, sex, head, volume, k, rot, shift, int(rng.integers(2**31)))
+
+
+def _rotation(a: float, b: float, c: float) -> np.ndarray:
+    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
+    rx = np.array([[1, 0, 0], [0, ca, -sa], [0, sa, ca]])
+    ry = np.array([[cb, 0, sb], [0, 1, 0], [-sb, 0, cb]])
+    rz = np.array([[cc, -sc, 0], [sc, cc, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+@lru_cache(maxsize=16)
+def _upsampler(size: int, coarse: int) -> np.ndarray:
+    """``size×coarse`` matrix that cubic-spline-upsamples a coarse grid (separable, so a
+    field is ``B @ g @ B.T``: much cheaper than ``ndimage.zoom`` per field)."""
+    eye = np.eye(coarse)
+    return np.stack([ndimage.zoom(e, size / coarse, order=3, mode="nearest")[:size] for e in eye], 1)
+
+
+def _smooth_field(rng: np.random.Generator, channels: int, size: int, coarse: int) -> np.ndarray:
+    """``channels×size×size`` smooth random field with unit-ish amplitude."""
+    g = rng.normal(0.0, 1.0, (channels, coarse, coarse))
+    b = _upsampler(size, coarse)
+    return b @ g @ b.T
+
+
+def render(subj: Subject, plane: str, offsets: list[float], size: int, fov: float,
+           noise: float, deform: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images (S×size×size float32 in [0, 1]), masks (S×size×size bool) and the slice
+    positions (mm along the plane normal) for one subject."""
+    normal, row_ax, col_ax, (rc, cc), pos0 = PLANES[plane]
+    pixel = fov / size
+    vol, affine = painted_template(round(0.45 * pixel, 2))
+    rng = np.random.default_rng(subj.seed)
+    lin = (np.arange(size) - (size - 1) / 2) * pixel
+    rows, cols = rc - lin, cc + lin  # top row = superior / anterior
+    images, masks, positions = [], [], []
+    for off in offsets:
+        pos = pos0 + off + rng.normal(0.0, 1.0)
+        p = np.zeros((size, size, 3))
+        p[..., row_ax] = rows[:, None]
+        p[..., col_ax] = cols[None, :]
+        p[..., normal] = pos
+        p += np.moveaxis(_smooth_field(rng, 3, size, 5), 0, -1) * deform
+        q = (p - subj.shift) @ subj.rotation.T / subj.head_scale
+        mask = np.zeros((size, size), bool)
+        csf = np.zeros((size, size))
+        src = q.copy()
+        for side in ("left", "right"):
+            k = subj.k[side]
+            rho_s = ellipsoid_radius(q, side, k)
+            mask |= rho_s <= 1.0
+            if k < 1.0:  # vacated space → CSF, soft-edged
+                rho_r = ellipsoid_radius(q, side, 1.0)
+                csf = np.maximum(csf, np.clip((rho_s - 1.0) / 0.15, 0, 1) * np.clip((1.05 - rho_r) / 0.15, 0, 1))
+            near = ellipsoid_radius(q, side, 1.0) < 2.5
+            src[near] = atrophy_map(q[near], side, k)
+        ijk = (src - affine[:3, 3]) / np.diag(affine)[:3]
+        img = ndimage.map_coordinates(vol, ijk.reshape(-1, 3).T, order=1, mode="constant").reshape(size, size)
+        img = img * (1 - 0.85 * csf) + CSF_LEVEL * 0.85 * csf
+        bias = np.exp(0.08 * (1 + deform / 3) * _smooth_field(rng, 1, size, 3)[0])
+        img = img * bias
+        n1, n2 = rng.normal(0.0, noise, (2, size, size))
+        img = np.sqrt((img + n1) ** 2 + n2**2)  # Rician magnitude noise, as in MR magnitude images
+        images.append(np.clip(img, 0.0, 1.0).astype(np.float32))
+        masks.append(mask)
+        positions.append(pos)
+    return np.stack(images), np.stack(masks), np.asarray(positions)

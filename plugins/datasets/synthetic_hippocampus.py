@@ -1,0 +1,225 @@
+"""Dataset ``synthetic-hippocampus``: the embedded default, so anyone can run the benchmark
+with no data of their own and no network.
+
+Two groups of simulated subjects, built from the MNI152 template that nilearn ships:
+group A (label 0) has normal hippocampi, group B (label 1) atrophied ones (thinner
+hippocampi, CSF widening next to them; group-mean volume smaller by ``atrophy``). Each
+subject gets a random head size, pose, smooth deformation, intensity bias field and Rician
+noise; age and sex shift hippocampal volume as in the literature, so they are real
+covariates. Images are 2-D slices (coronal by default) cropped around both medial temporal
+lobes; the mask is the hippocampus in that slice. The split is subject-level 60/20/20,
+seeded and group-balanced. Everything is a pure function of (options, seed) and is cached
+under ``cache_dir`` as one ``.npz``.
+
+Options: ``n_subjects`` (400), ``image_size`` (64), ``plane`` (coronal|axial|sagittal),
+``slices_per_subject`` (1), ``difficulty`` (0…1, default 0.5; sets atrophy, noise and
+deformation together), ``atrophy`` / ``noise`` / ``deform`` (override what difficulty
+sets: volume-loss fraction, noise σ, displacement σ in mm), ``field_of_view`` (mm, 104),
+``split`` ((0.6, 0.2, 0.2)).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import xaibench
+from xaibench.contracts import DatasetSplits, ImageSet
+from xaibench.errors import XaibenchError
+from xaibench.hookspecs import DatasetRecord
+
+from . import _hippocampus_sim as sim
+
+NAME = "synthetic-hippocampus"
+VERSION = "1"  # bump when the generated data change
+GROUPS = ("normal", "atrophy")
+
+
+def _fail(option: str, what: str) -> XaibenchError:
+    return XaibenchError(f"dataset {NAME}: option {option!r} {what}")
+
+
+@dataclass(frozen=True)
+class SyntheticHippocampus:
+    n_subjects: int = 400
+    image_size: int = 64
+    plane: str = "coronal"
+    slices_per_subject: int = 1
+    difficulty: float = 0.5
+    atrophy: float | None = None
+    noise: float | None = None
+    deform: float | None = None
+    field_of_view: float = 104.0
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+
+    def __post_init__(self) -> None:
+        def num(name: str, lo: float, hi: float, integer: bool = False) -> None:
+            v = getattr(self, name)
+            ok = isinstance(v, (int, np.integer)) if integer else isinstance(v, (int, float, np.number))
+            if isinstance(v, bool) or not ok or not lo <= v <= hi:
+                kind = "an integer" if integer else "a number"
+                raise _fail(name, f"must be {kind} in [{lo}, {hi}], not {v!r}")
+
+        num("n_subjects", 10, 100_000, integer=True)
+        num("image_size", 16, 512, integer=True)
+        num("slices_per_subject", 1, 15, integer=True)
+        num("difficulty", 0.0, 1.0)
+        num("field_of_view", 40.0, 200.0)
+        if self.plane not in sim.PLANES:
+            raise _fail("plane", f"must be one of {', '.join(sim.PLANES)}, not {self.plane!r}")
+        for name, hi in (("atrophy", 0.6), ("noise", 0.5), ("deform", 10.0)):
+            if getattr(self, name) is not None:
+                num(name, 0.0, hi)
+        sp = self.split
+        if (not isinstance(sp, (tuple, list)) or len(sp) != 3 or not all(isinstance(f, (int, float)) for f in sp)
+                or min(sp) <= 0 or abs(sum(sp) - 1.0) > 1e-6):
+            raise _fail("split", f"must be three positive fractions summing to 1 (train, val, test), not {sp!r}")
+        object.__setattr__(self, "split", tuple(float(f) for f in sp))
+
+    # difficulty 0 → easy (25 % atrophy, little noise), 1 → hard (10 %, strong noise and warps)
+    @property
+    def effective(self) -> dict[str, float]:
+        d = float(self.difficulty)
+        return {
+            "atrophy": float(self.atrophy) if self.atrophy is not None else 0.25 - 0.15 * d,
+            "noise": float(self.noise) if self.noise is not None else 0.02 + 0.06 * d,
+            "deform": float(self.deform) if self.deform is not None else 1.0 + 3.0 * d,
+        }
+
+    def key(self, seed: int) -> str:
+        blob = json.dumps({"v": VERSION, "seed": int(seed), **asdict(self)}, sort_keys=True, default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    # ------------------------------------------------------------------ build
+    def generate(self, seed: int) -> dict[str, np.ndarray]:
+        """All images of all subjects (arrays; no split yet)."""
+        eff = self.effective
+        rng = np.random.default_rng([int(seed), 0x51A7])
+        labels = np.repeat([0, 1], [self.n_subjects - self.n_subjects // 2, self.n_subjects // 2])
+        rng.shuffle(labels)
+        n = self.slices_per_subject
+        span = sim.SLICE_SPAN[self.plane]
+        offsets = list(np.linspace(-span, span, n)) if n > 1 else [0.0]
+        out: dict[str, list] = {k: [] for k in (
+            "images", "masks", "labels", "subject", "slice_position", "age", "sex", "hippocampal_volume",
+            "hippocampal_volume_left", "hippocampal_volume_right", "tiv")}
+        for i, lab in enumerate(labels):
+            for _ in range(20):  # redraw the rare subject whose warps move a slice off the hippocampus
+                subj = sim.draw_subject(rng, int(lab), eff["atrophy"], eff["deform"])
+                img, msk, pos = sim.render(subj, self.plane, offsets, self.image_size, self.field_of_view,
+                                           eff["noise"], eff["deform"])
+                if msk.any(axis=(1, 2)).all():
+                    break
+            vol = subj.volume["left"] + subj.volume["right"]
+            for s in range(n):
+                out["images"].append(img[s])
+                out["masks"].append(msk[s])
+                out["labels"].append(lab)
+                out["subject"].append(i)
+                out["slice_position"].append(pos[s])
+                out["age"].append(subj.age)
+                out["sex"].append(subj.sex)
+                out["hippocampal_volume"].append(vol)
+                out["hippocampal_volume_left"].append(subj.volume["left"])
+                out["hippocampal_volume_right"].append(subj.volume["right"])
+                out["tiv"].append(sim.TIV_REF * subj.head_scale**3)
+        arrays = {k: np.asarray(v) for k, v in out.items()}
+        arrays["images"] = arrays["images"].astype(np.float32)[:, None]
+        arrays["labels"] = arrays["labels"].astype(np.int64)
+        arrays["split"] = self._split(labels, rng)[arrays["subject"]]
+        return arrays
+
+    def _split(self, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Split index (0 train, 1 val, 2 test) per subject, group-balanced."""
+        which = np.zeros(len(labels), np.int64)
+        for g in (0, 1):
+            idx = rng.permutation(np.flatnonzero(labels == g))
+            n_tr = int(round(self.split[0] * len(idx)))
+            n_va = int(round(self.split[1] * len(idx)))
+            which[idx[n_tr:n_tr + n_va]] = 1
+            which[idx[n_tr + n_va:]] = 2
+        return which
+
+    def load(self, *, seed: int, cache_dir: Path) -> DatasetSplits:
+        cache_dir = Path(cache_dir)
+        path = cache_dir / f"{NAME}-{self.key(seed)}.npz"
+        arrays = None
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    arrays = {k: z[k] for k in z.files}
+            except Exception:  # unreadable cache: rebuild it
+                arrays = None
+        if arrays is None:
+            arrays = self.generate(seed)
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, **arrays)
+            os.replace(tmp, path)
+        return self._splits(arrays, seed)
+
+    def _splits(self, a: dict[str, np.ndarray], seed: int) -> DatasetSplits:
+        meta_keys = ("age", "sex", "hippocampal_volume", "hippocampal_volume_left", "hippocampal_volume_right",
+                     "tiv", "slice_position")
+
+        def part(i: int) -> ImageSet:
+            sel = np.flatnonzero(a["split"] == i)
+            return ImageSet(
+                images=torch.from_numpy(np.ascontiguousarray(a["images"][sel])),
+                labels=torch.from_numpy(a["labels"][sel].astype(np.int64)),
+                masks=torch.from_numpy(a["masks"][sel].astype(bool)),
+                subject_ids=tuple(f"sub-{int(s):04d}" for s in a["subject"][sel]),
+                meta={k: a[k][sel] for k in meta_keys},
+            )
+
+        train, val, test = part(0), part(1), part(2)
+        return DatasetSplits(NAME, train, val, test, groups=GROUPS, roi_name="hippocampus",
+                             card=self._card(a, seed))
+
+    def _card(self, a: dict[str, np.ndarray], seed: int) -> dict:
+        subj_first = np.unique(a["subject"], return_index=True)[1]
+        lab, vol, spl = a["labels"][subj_first], a["hippocampal_volume"][subj_first], a["split"][subj_first]
+        sizes = {name: {"subjects": int((spl == i).sum()), "images": int((a["split"] == i).sum()),
+                        "group_B_subjects": int(((spl == i) & (lab == 1)).sum())}
+                 for i, name in enumerate(("train", "val", "test"))}
+        return {
+            "dataset": NAME, "version": VERSION, "seed": int(seed), "options": asdict(self),
+            "effective": self.effective, "groups": {"0": GROUPS[0], "1": GROUPS[1]},
+            "split": "subject-level, group-balanced, seeded", "split_fractions": list(self.split),
+            "sizes": sizes,
+            "hippocampal_volume_mm3": {GROUPS[g]: {"mean": float(vol[lab == g].mean()), "sd": float(vol[lab == g].std())}
+                                       for g in (0, 1)},
+            "volume_ratio_B_over_A": float(vol[lab == 1].mean() / vol[lab == 0].mean()),
+            "roi_area_share": float(a["masks"].mean()),
+            "pixel_mm": self.field_of_view / self.image_size,
+            "template": "MNI152 (nilearn), 1 mm",
+            "display": "patient left on image left; superior (coronal, sagittal) or anterior (axial) on top",
+        }
+
+
+def write_card(splits: DatasetSplits, out_dir: Path, per_group: int = 4) -> Path:
+    """Figure of ``per_group`` test slices per group with the ROI outlined (PNG); returns its path."""
+    from ._card_figure import slices_figure
+
+    return slices_figure(splits, Path(out_dir) / f"{splits.name}.png", per_group)
+
+
+def make(**options) -> SyntheticHippocampus:
+    known = {f.name for f in fields(SyntheticHippocampus)}
+    for k in options:
+        if k not in known:
+            raise XaibenchError(f"dataset {NAME}: unknown option {k!r}; allowed: {', '.join(sorted(known))}")
+    if isinstance(options.get("split"), list):
+        options["split"] = tuple(options["split"])
+    return SyntheticHippocampus(**options)
+
+
+@xaibench.hookimpl
+def xaibench_datasets():
+    yield DatasetRecord(NAME, "simulated brain MRI slices: normal vs atrophied hippocampi (MNI152-based, offline)",
+                        make, version=VERSION)

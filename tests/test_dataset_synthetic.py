@@ -1,0 +1,134 @@
+"""The embedded dataset ``synthetic-hippocampus``: determinism, contract shapes, ROI,
+simulated atrophy, subject-level split, cache and option errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from xaibench.contracts import DatasetSplits
+from xaibench.errors import XaibenchError
+from xaibench_plugins.datasets.synthetic_hippocampus import make, write_card
+
+SMALL = {"n_subjects": 40, "image_size": 32}
+
+
+def _all(sp: DatasetSplits):
+    parts = (sp.train, sp.val, sp.test)
+    return (torch.cat([p.images for p in parts]), torch.cat([p.masks for p in parts]),
+            torch.cat([p.labels for p in parts]), sum((p.subject_ids for p in parts), ()),
+            {k: np.concatenate([p.meta[k] for p in parts]) for k in sp.train.meta})
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    return make(**SMALL).load(seed=3, cache_dir=tmp_path_factory.mktemp("c"))
+
+
+def test_registered_through_entry_point(registry):
+    rec = registry.get("dataset", "synthetic-hippocampus")
+    assert rec.factory(n_subjects=12).n_subjects == 12
+
+
+def test_same_seed_identical_other_seed_different(tmp_path, small):
+    again = make(**SMALL).generate(3)  # no cache: really regenerated
+    a, b = _all(small), again
+    assert torch.equal(a[0], torch.cat([small.train.images, small.val.images, small.test.images]))
+    order = np.concatenate([np.flatnonzero(b["split"] == i) for i in range(3)])
+    assert np.array_equal(a[0].numpy(), b["images"][order])
+    assert np.array_equal(a[1].numpy(), b["masks"][order])
+    other = make(**SMALL).generate(4)
+    assert not np.array_equal(b["images"], other["images"])
+    assert not np.allclose(b["hippocampal_volume"], other["hippocampal_volume"])
+
+
+def test_contract_shapes_dtypes_and_ranges(small):
+    for part in (small.train, small.val, small.test):
+        n = len(part)
+        assert part.images.shape == (n, 1, 32, 32) and part.images.dtype == torch.float32
+        assert part.masks.shape == (n, 32, 32) and part.masks.dtype == torch.bool
+        assert part.labels.dtype == torch.int64 and set(part.labels.tolist()) <= {0, 1}
+        assert 0.0 <= part.images.min() and part.images.max() <= 1.0
+        assert not torch.isnan(part.images).any()
+        assert len(part.subject_ids) == n
+        for key in ("hippocampal_volume", "age", "sex", "tiv"):
+            assert len(part.meta[key]) == n
+    assert small.image_size == (32, 32)
+    assert small.groups == ("normal", "atrophy") and small.roi_name == "hippocampus"
+
+
+@pytest.mark.parametrize("plane", ["coronal", "axial", "sagittal"])
+def test_roi_nonempty_in_every_image_and_a_few_percent(tmp_path, plane):
+    sp = make(n_subjects=20, image_size=32, plane=plane, slices_per_subject=3).load(seed=0, cache_dir=tmp_path)
+    _, masks, *_ = _all(sp)
+    area = masks.flatten(1).float().mean(1)
+    assert (area > 0).all(), f"{plane}: {(area == 0).sum()} images without ROI"
+    assert 0.01 < area.mean() < 0.12  # not a speck, not half the image
+
+
+def test_group_b_volume_smaller_by_configured_atrophy():
+    for atrophy in (0.1, 0.25):
+        a = make(n_subjects=600, image_size=16, atrophy=atrophy).generate(1)
+        vol, lab = a["hippocampal_volume"], a["labels"]
+        ratio = vol[lab == 1].mean() / vol[lab == 0].mean()
+        assert ratio == pytest.approx(1 - atrophy, abs=0.03)
+
+
+def test_default_difficulty_volumes_and_roi_area_track_volume(tmp_path):
+    a = make(n_subjects=200, image_size=32).generate(0)
+    vol, lab = a["hippocampal_volume"], a["labels"]
+    assert 8500 < vol[lab == 0].mean() < 10500  # ≈ 4.5–5 cm³ per side
+    area = a["masks"].reshape(len(vol), -1).sum(1)
+    rho = spearmanr(area / a["tiv"] ** (2 / 3), vol / a["tiv"]).statistic
+    assert rho > 0.4  # the slice's ROI shows the subject's (head-size-relative) volume
+
+
+def test_split_subject_level_disjoint_balanced(tmp_path):
+    sp = make(n_subjects=100, image_size=16, slices_per_subject=2).load(seed=5, cache_dir=tmp_path)
+    ids = [set(p.subject_ids) for p in (sp.train, sp.val, sp.test)]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert [len(s) for s in ids] == [60, 20, 20]
+    for part in (sp.train, sp.val, sp.test):
+        assert part.labels.float().mean().item() == pytest.approx(0.5, abs=0.05)
+        # both slices of a subject stay together
+        assert all(part.subject_ids.count(s) == 2 for s in set(part.subject_ids))
+    assert sp.card["sizes"]["train"] == {"subjects": 60, "images": 120, "group_B_subjects": 30}
+
+
+def test_cache_file_is_used_and_a_broken_one_rebuilt(tmp_path):
+    ds = make(n_subjects=12, image_size=16)
+    first = ds.load(seed=0, cache_dir=tmp_path)
+    (path,) = tmp_path.glob("synthetic-hippocampus-*.npz")
+    with np.load(path) as z:
+        z_images = z["images"]
+    assert z_images.shape[0] == 12
+    path.write_bytes(b"not a zip")
+    again = ds.load(seed=0, cache_dir=tmp_path)
+    assert torch.equal(first.train.images, again.train.images)
+    other = make(n_subjects=12, image_size=16, noise=0.2).load(seed=0, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 2  # options enter the key
+    assert not torch.equal(first.train.images, other.train.images)
+
+
+def test_difficulty_sets_atrophy_noise_deform_and_overrides_win():
+    easy, hard = make(difficulty=0.0).effective, make(difficulty=1.0).effective
+    assert easy["atrophy"] > hard["atrophy"] and easy["noise"] < hard["noise"] and easy["deform"] < hard["deform"]
+    assert make(difficulty=1.0, atrophy=0.3).effective["atrophy"] == 0.3
+
+
+@pytest.mark.parametrize("opts, word", [
+    ({"n_subjects": 3}, "n_subjects"), ({"n_subjects": 40.5}, "n_subjects"), ({"plane": "oblique"}, "plane"),
+    ({"difficulty": 2}, "difficulty"), ({"atrophy": -0.1}, "atrophy"), ({"image_size": "64"}, "image_size"),
+    ({"split": [0.5, 0.5]}, "split"), ({"split": [0.6, 0.3, 0.3]}, "split"), ({"colour": 1}, "colour"),
+])
+def test_bad_option_is_a_one_line_error(opts, word):
+    with pytest.raises(XaibenchError) as err:
+        make(**opts)
+    msg = str(err.value)
+    assert "synthetic-hippocampus" in msg and word in msg and "\n" not in msg
+
+
+def test_write_card_makes_a_png(tmp_path, small):
+    path = write_card(small, tmp_path)
+    assert path.suffix == ".png" and path.read_bytes()[:4] == b"\x89PNG"
