@@ -16,7 +16,7 @@ import torch
 
 from xaibench.errors import XaibenchError
 from xaibench_plugins.datasets import nifti
-from xaibench_plugins.datasets._nifti_volume import Window, resize, window
+from xaibench_plugins.datasets._nifti_volume import Window, resize, slice_indices, window
 
 SHAPE = (32, 32, 32)
 HIP_CENTER = (10, 14, 12)  # voxel; the coronal (y) centroid is 14
@@ -173,12 +173,25 @@ def test_roi_centroid_is_the_index_through_the_mask_centre(cohort, tmp_path):
     manifest, _ = cohort
     auto = _by_subject(_load(tmp_path, manifest=str(manifest)))
     at = _by_subject(_load(tmp_path, manifest=str(manifest), slice=HIP_CENTER[1]))
-    off = _by_subject(_load(tmp_path, manifest=str(manifest), slice=HIP_CENTER[1] + 6))
+    with pytest.warns(UserWarning, match="12 of 12 slices do not cut the ROI"):
+        off = _by_subject(_load(tmp_path, manifest=str(manifest), slice=HIP_CENTER[1] + 6))
     centre = _by_subject(_load(tmp_path, manifest=str(manifest), slice="center"))
     for sid in auto:
         assert torch.equal(auto[sid][0], at[sid][0]) and torch.equal(auto[sid][1], at[sid][1])
         assert not off[sid][1].any()  # 6 voxels away the slice misses the ROI (radius 4)
         assert not torch.equal(centre[sid][0], auto[sid][0])
+
+    with pytest.raises(XaibenchError, match=r"slices 30..32 fall outside the volume \(0..31"):
+        _load(tmp_path, manifest=str(manifest), slice=31, slices=3)
+
+
+def test_centroid_between_two_rois_takes_the_largest_cross_section():
+    mask = np.zeros((30, 10, 10), bool)
+    mask[4:6, 2:5, 2:5] = True  # left: 3×3 per sagittal slice
+    mask[22:25, 2:6, 2:6] = True  # right: 4×4 per slice, three slices
+    assert slice_indices(mask.shape, "sagittal", "roi-centroid", 1, mask, "t") == [22]
+    assert slice_indices(mask.shape, "coronal", "roi-centroid", 3, mask, "t") == [2, 3, 4]
+    assert slice_indices(mask.shape, "axial", "center", 2, None, "t") == [4, 5]
 
 
 def test_k_slices_and_repeated_scans_stay_with_their_subject(cohort, tmp_path):
@@ -235,13 +248,10 @@ def test_second_load_reads_the_cache_not_the_volumes(cohort, tmp_path, monkeypat
     assert torch.equal(again.test.masks, first.test.masks)
     with pytest.raises(XaibenchError, match="cannot read image"):  # another plane: a new key
         _load(tmp_path, manifest=str(manifest), plane="axial")
-    monkeypatch.undo()
-    img = Path(_copy(cohort, tmp_path)[1][4]["image"])
-    monkeypatch.setattr(nib, "load", no_reading)
     manifest.write_text(manifest.read_text().replace("60,F", "61,F", 1))  # edited manifest: rebuild
     with pytest.raises(XaibenchError):
         _load(tmp_path, manifest=str(manifest))
-    assert img.is_file() and len(list((tmp_path / "cache").iterdir())) == 1  # no half cache
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # nothing half-written
 
 
 def test_a_replaced_scan_invalidates_the_cache(cohort, tmp_path):
@@ -264,3 +274,250 @@ def test_corrupt_cache_file_is_rebuilt(cohort, tmp_path):
     f.write_bytes(f.read_bytes()[:100])
     again = _load(tmp_path, manifest=str(manifest))
     assert torch.equal(first.val.images, again.val.images)
+
+
+# --------------------------------------------------------------------------- masks, intensities, size
+
+
+def test_mask_on_a_coarser_grid_is_resampled_to_the_image(cohort, tmp_path):
+    manifest, rows = _copy(cohort, tmp_path)
+    ref = _by_subject(_load(tmp_path / "a", manifest=str(manifest), slice=HIP_CENTER[1]))
+    new = []
+    for i, r in enumerate(rows):
+        m = nib.load(r["roi_mask"])
+        coarse_aff = m.affine @ np.diag([2.0, 2.0, 2.0, 1.0])  # 2× voxels, same origin
+        path = _save(np.asarray(m.dataobj)[::2, ::2, ::2].copy(), tmp_path / f"c{i}.nii.gz", coarse_aff)
+        new.append(dict(r, roi_mask=str(path)))
+    coarse = _write(tmp_path, new, "coarse.csv")
+    got = _by_subject(_load(tmp_path / "b", manifest=str(coarse), slice=HIP_CENTER[1]))
+    for sid, (img, mask) in got.items():
+        assert torch.equal(img, ref[sid][0])
+        inter = (mask & ref[sid][1]).sum().item()
+        union = (mask | ref[sid][1]).sum().item()
+        assert inter / union > 0.6, sid
+    _bad(tmp_path / "c", "does not share the image's shape", manifest=str(coarse), mask_resample="never")
+
+
+def test_mask_outside_the_image_cannot_be_matched(cohort, tmp_path):
+    manifest, rows = _copy(cohort, tmp_path)
+    m = nib.load(rows[2]["roi_mask"])
+    far = m.affine.copy()
+    far[:3, 3] += 500  # same grid size, 50 cm away
+    _save(np.asarray(m.dataobj), tmp_path / "far.nii.gz", far)
+    bad = _write(tmp_path, [dict(r, roi_mask=str(tmp_path / "far.nii.gz")) if i == 2 else r
+                            for i, r in enumerate(rows)])
+    _bad(tmp_path, r"manifest.csv line 4 \(subject S02\): roi_mask .*far.nii.gz cannot be matched",
+         manifest=str(bad))
+
+
+def test_non_binary_mask_is_thresholded_with_a_warning(cohort, tmp_path):
+    manifest, rows = _copy(cohort, tmp_path)
+    ref = _by_subject(_load(tmp_path / "a", manifest=str(manifest)))
+    m = nib.load(rows[0]["roi_mask"])
+    binary = np.asarray(m.dataobj).astype(np.float32)
+    prob = np.where(binary > 0, 0.8, 0.3).astype(np.float32)  # a probability map
+    _save(prob, tmp_path / "prob.nii.gz", m.affine)
+    labels = (binary * 17).astype(np.int16)  # a label map (17 = left hippocampus)
+    labels[0, 0, 0] = 3  # another structure: not in mask_labels
+    _save(labels, tmp_path / "lab.nii.gz", m.affine)
+    edit = lambda path: _write(tmp_path, [dict(r, roi_mask=str(path)) if i == 0 else r  # noqa: E731
+                                          for i, r in enumerate(rows)])
+    with pytest.warns(UserWarning, match="1 ROI mask.*not binary.*prob.nii.gz.*>= 0.5"):
+        got = _by_subject(_load(tmp_path / "b", manifest=str(edit(tmp_path / "prob.nii.gz"))))
+    assert torch.equal(got["S00"][1], ref["S00"][1])
+    got = _by_subject(_load(tmp_path / "c", manifest=str(edit(tmp_path / "lab.nii.gz")), mask_labels=[1, 17]))
+    assert torch.equal(got["S00"][1], ref["S00"][1])
+    assert got["S00"][1].sum() == ref["S00"][1].sum()
+
+
+def test_window_zscore_and_minmax():
+    rng = np.random.default_rng(1)
+    vol = np.zeros((20, 20, 20), np.float32)
+    vol[4:16, 4:16, 4:16] = rng.normal(200, 30, (12, 12, 12))
+    z = window(vol, "zscore-brain", (1, 99), "t")
+    out = z.apply(vol)
+    brain = vol > 0
+    assert (out[~brain] == 0).all() and 0 <= out.min() and out.max() <= 1
+    assert abs(out[brain].mean() - 0.5) < 0.01  # brain mean ↦ 0.5
+    assert abs(out[brain].std() - 1 / 6) < 0.01  # one brain SD ↦ 1/6 (z in [-3, 3] ↦ [0, 1])
+    mm = window(vol, "minmax", (1, 99), "t").apply(vol)
+    lo, hi = np.percentile(vol[brain], [1, 99])
+    assert mm.min() == 0 and mm.max() == 1
+    assert np.isclose(mm[brain].mean(), (np.clip(vol[brain], lo, hi).mean() - lo) / (hi - lo), atol=1e-5)
+    assert isinstance(window(out, "none", (1, 99), "t"), Window)
+    with pytest.raises(XaibenchError, match=r"normalise = \"none\" needs intensities in \[0, 1\]"):
+        window(vol, "none", (1, 99), "file x")
+    with pytest.raises(XaibenchError, match="constant"):
+        window(np.ones((4, 4, 4), np.float32), "minmax", (1, 99), "file x")
+
+
+def test_resize_keeps_the_physical_aspect_ratio():
+    img = np.ones((20, 40), np.float32)
+    out, mask = resize(img, img > 0, 32)
+    rows = out[0].sum(1)
+    assert (rows[:8] == 0).all() and (rows[24:] == 0).all()
+    assert torch.allclose(out[0, 8:24], torch.ones(16, 32))
+    assert torch.equal(mask, out[0] > 0)
+    out, _ = resize(img, None, 32, spacing=(2.0, 1.0))  # 40 mm × 40 mm: fills the square
+    assert torch.allclose(out, torch.ones(1, 32, 32))
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _replace_image(cohort, tmp_path: Path, row: int, data, affine=None, name="bad.nii.gz",
+                   column="image") -> Path:
+    manifest, rows = _copy(cohort, tmp_path)
+    ref = nib.load(rows[row][column])
+    path = _save(data, tmp_path / name, ref.affine if affine is None else affine)
+    return _write(tmp_path, [dict(r, **{column: str(path)}) if i == row else r for i, r in enumerate(rows)])
+
+
+def test_bad_missing_file(cohort, tmp_path):
+    manifest, rows = _copy(cohort, tmp_path, lambda rs: [dict(r, image="nowhere/x.nii.gz") if i == 5 else r
+                                                           for i, r in enumerate(rs)])
+    _bad(tmp_path, r"manifest.csv line 7 \(subject S05\): image file .*nowhere/x.nii.gz does not exist",
+         manifest=str(manifest))
+    _bad(tmp_path, "manifest .*missing.csv does not exist", manifest=str(tmp_path / "missing.csv"))
+
+
+def test_bad_truncated_and_corrupt_files(cohort, tmp_path):
+    manifest, rows = _copy(cohort, tmp_path)
+    good = Path(rows[3]["image"]).read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(good[: len(good) // 2])
+    (tmp_path / "junk.nii.gz").write_bytes(b"this is not a NIfTI file" * 20)
+    for name in ("cut.nii.gz", "junk.nii.gz"):
+        bad = _write(tmp_path, [dict(r, image=str(tmp_path / name)) if i == 3 else r for i, r in enumerate(rows)])
+        _bad(tmp_path, rf"line 5 \(subject S03\): cannot read image .*{name} .*is the file complete",
+             manifest=str(bad))
+
+
+def test_bad_empty_mask(cohort, tmp_path):
+    m = _replace_image(cohort, tmp_path, 1, np.zeros(SHAPE, np.uint8), column="roi_mask")
+    _bad(tmp_path, r"line 3 \(subject S01\): roi_mask .*bad.nii.gz is empty", manifest=str(m))
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_bad_nan_or_inf_voxels(cohort, tmp_path, value):
+    vol = np.asarray(nib.load(str(cohort[0].parent / cohort[1][2]["image"])).dataobj).copy()
+    vol[5, 5, 5] = value
+    m = _replace_image(cohort, tmp_path, 2, vol)
+    _bad(tmp_path, r"line 4 \(subject S02\): image .*bad.nii.gz has 1 NaN/inf voxels", manifest=str(m))
+
+
+def test_bad_4d_image_but_singleton_4th_axis_is_fine(cohort, tmp_path):
+    vol = np.asarray(nib.load(str(cohort[0].parent / cohort[1][2]["image"])).dataobj)
+    m = _replace_image(cohort, tmp_path, 2, np.stack([vol, vol, vol], axis=-1))
+    _bad(tmp_path, r"line 4 \(subject S02\): image .* has shape \(32, 32, 32, 3\); a 3-D volume is needed",
+         manifest=str(m))
+    ok = _replace_image(cohort, tmp_path, 2, vol[..., None], name="single.nii.gz")
+    assert len(_by_subject(_load(tmp_path / "ok", manifest=str(ok)))) == 12
+
+
+def test_bad_manifest_missing_a_required_column(cohort, tmp_path):
+    manifest, _ = _copy(cohort, tmp_path, lambda rs: [{k: v for k, v in r.items() if k != "group"} for r in rs])
+    _bad(tmp_path, "manifest.csv has no column 'group' .*required: subject_id, group, image", manifest=str(manifest))
+
+    manifest, _ = _copy(cohort, tmp_path, lambda rs: [dict(r, image="") if i == 2 else r for i, r in enumerate(rs)])
+    _bad(tmp_path, "manifest.csv line 4: empty image", manifest=str(manifest))
+
+
+@pytest.mark.parametrize("groups, found", [(("CN", "AD", "MCI"), "3 group"), (("CN",), "1 group")])
+def test_bad_not_two_groups(cohort, tmp_path, groups, found):
+    manifest, _ = _copy(cohort, tmp_path, lambda rs: [dict(r, group=groups[i % len(groups)])
+                                                        for i, r in enumerate(rs)])
+    _bad(tmp_path, f"found {found}.* exactly two are needed; choose two with the option groups",
+         manifest=str(manifest))
+    _bad(tmp_path, "group 'XX' from the groups option does not occur", manifest=str(manifest), groups=["CN", "XX"])
+
+
+def test_bad_subject_in_both_groups(cohort, tmp_path):
+    manifest, _ = _copy(cohort, tmp_path, lambda rs: rs + [dict(rs[0], group="AD")])
+    _bad(tmp_path, r"subject 'S00' is in both groups \(lines 2, 14\)", manifest=str(manifest))
+
+
+def test_bad_sex_value_names_the_line(cohort, tmp_path):
+    manifest, _ = _copy(cohort, tmp_path, lambda rs: [dict(r, sex="x") if i == 1 else r for i, r in enumerate(rs)])
+    _bad(tmp_path, "line 3: sex 'x' is not one of", manifest=str(manifest))
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"plane": "oblique"}, "option plane = 'oblique' is invalid; allowed: sagittal, coronal, axial"),
+    ({"split": [0.5, 0.5]}, "option split"),
+    ({"split": [0.7, 0.2, 0.2]}, "summing to 1"),
+    ({"slice": "middle"}, "option slice"),
+    ({"slices": 0}, "option slices"),
+    ({"image_size": 4}, "option image_size"),
+    ({"normalise": "zscore"}, "allowed: zscore-brain, minmax, none"),
+    ({"clip_percentiles": [99, 1]}, "option clip_percentiles"),
+    ({"mode": "3d"}, "a 3-D mode is not implemented"),
+    ({"mask_resample": "linear"}, "allowed: nearest, never"),
+    ({"groups": ["A", "A"]}, "two different group names"),
+    ({"colour": "red"}, "unknown option 'colour' .*allowed: manifest"),
+])
+def test_bad_options(cohort, options, match):
+    with pytest.raises(XaibenchError, match=match):
+        nifti.make(manifest=str(cohort[0]), **options)
+
+
+def test_bad_source_choice_and_centroid_without_masks(cohort, tmp_path):
+    with pytest.raises(XaibenchError, match="exactly one of the options manifest"):
+        nifti.make()
+    with pytest.raises(XaibenchError, match="exactly one of the options manifest"):
+        nifti.make(manifest="m.csv", arrays={"A": "a.npy", "B": "b.npy"})
+    manifest, _ = _copy(cohort, tmp_path, lambda rs: [{k: v for k, v in r.items() if k != "roi_mask"} for r in rs])
+    _bad(tmp_path, "roi-centroid\" needs ROI masks", manifest=str(manifest), slice="roi-centroid")
+    s = _load(tmp_path, manifest=str(manifest))  # no masks: centre slice, all-False masks
+    assert not s.train.masks.any() and s.card["preprocessing"]["slice"] == "center"
+    assert "roi_volume_mm3" not in s.train.meta
+
+
+# --------------------------------------------------------------------------- arrays, plugin, example
+
+
+def test_array_format(tmp_path):
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 1, (5, 1, 16, 16)).astype(np.float32)  # N×1×H×W
+    b = rng.uniform(0, 1, (4, 16, 16)).astype(np.float32)  # N×H×W
+    ma, mb = np.zeros((5, 16, 16), np.float32), np.zeros((4, 1, 16, 16), np.float32)
+    ma[:, 4:8, 4:8] = 1
+    mb[:, :, 8:12, 8:12] = 1
+    for name, arr in {"a": a, "b": b, "ma": ma, "mb": mb}.items():
+        np.save(tmp_path / f"{name}.npy", arr)
+    opts = {"arrays": {"young": str(tmp_path / "b.npy"), "old": str(tmp_path / "a.npy")},
+            "mask_arrays": {"young": str(tmp_path / "mb.npy"), "old": str(tmp_path / "ma.npy")},
+            "image_size": 32, "normalise": "none"}
+    s = _load(tmp_path, **opts)
+    assert s.groups == ("old", "young") and s.image_size == (32, 32)
+    every = _by_subject(s)
+    assert len(every) == 9 and "old-00004" in every and "young-00003" in every
+    img, mask = every["old-00002"]
+    ref = torch.nn.functional.interpolate(torch.from_numpy(a[2:3]), size=32, mode="bilinear",
+                                          align_corners=False, antialias=True)[0]
+    assert torch.allclose(img, ref.clamp(0, 1), atol=1e-6)
+    assert mask[8:16, 8:16].all() and mask.sum() == 64
+    labels = {sid: int(p.labels[i]) for p in (s.train, s.val, s.test) for i, sid in enumerate(p.subject_ids)}
+    assert labels["old-00000"] == 0 and labels["young-00000"] == 1
+    assert s.card["source"] == "arrays"
+    np.save(tmp_path / "wide.npy", np.full((4, 16, 16), 300.0, np.float32))
+    _bad(tmp_path / "x", "needs intensities in \\[0, 1\\]", **dict(opts, arrays={"young": str(tmp_path / "wide.npy"),
+                                                                              "old": str(tmp_path / "a.npy")}))
+    _bad(tmp_path / "y", "mask_arrays.young .* has shape", **dict(opts, mask_arrays={
+        "young": str(tmp_path / "ma.npy"), "old": str(tmp_path / "ma.npy")}))
+    _bad(tmp_path / "z", "found 1 group", arrays={"old": str(tmp_path / "a.npy")})
+
+
+def test_registered_with_a_path_option():
+    from importlib import metadata
+
+    (ep,) = [ep for ep in metadata.entry_points(group="xaibench") if ep.name == "nifti"]
+    assert ep.load() is nifti
+    (rec,) = list(nifti.xaibench_datasets())
+    assert rec.name == "nifti" and rec.factory is nifti.make and nifti.PATH_OPTION == "manifest"
+
+
+def test_example_manifest_script_makes_a_loadable_cohort(tmp_path):
+    ns = runpy.run_path(str(EXAMPLE))
+    manifest = ns["make_cohort"](tmp_path / "cohort", n_per_group=3, size=24)
+    s = _load(tmp_path, manifest=str(manifest), image_size=32)
+    assert sum(len(p) for p in (s.train, s.val, s.test)) == 6 and s.train.masks.any()

@@ -1,0 +1,267 @@
+"""Dataset ``nifti``: the user's own brain MRI (ADNI or any NIfTI cohort) as 2-D slices.
+
+Why: the users' science happens on data they hold under licence and we cannot ship; this
+plugin turns a CSV manifest of NIfTI scans (or the research notes' per-group ``.npy``
+arrays) into the benchmark's :class:`~xaibench.contracts.DatasetSplits`, with a seeded,
+group-balanced, subject-level split that is stored in the dataset card.
+
+Steps (details and every option in ``docs/datasets.md``): nibabel reads each scan and
+reorients it to RAS (closest canonical); the ROI mask is binarised and, if it lies on
+another grid, resampled to the image with nearest neighbour; ``slices`` slices of the
+chosen ``plane`` are cut at the ROI centroid, the centre or a given index; intensities
+are clipped at brain percentiles and z-scored inside the brain (or min-max scaled); each
+slice is resized to ``image_size`` keeping its physical aspect ratio. Preprocessed slices
+are cached under ``cache_dir`` (see ``_nifti_cache``).
+
+Command line: ``--dataset nifti:PATH`` passes PATH as the option named by
+:data:`PATH_OPTION` (``manifest``), all other options at their defaults.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+import xaibench
+from xaibench.contracts import DatasetSplits, ImageSet
+from xaibench.errors import XaibenchError
+from xaibench.hookspecs import DatasetRecord
+
+from ._nifti_cache import cache_key, load_cached, save_atomic, subject_split
+from ._nifti_source import Source, read_arrays, read_manifest
+from ._nifti_volume import PLANE_AXIS, cut, in_plane_spacing, read_mask, read_volume, resize, slice_indices, window
+
+PATH_OPTION = "manifest"
+"""The option that ``--dataset nifti:PATH`` sets to PATH."""
+
+VERSION = "1"  # enters the cache key: bump when preprocessing changes
+NORMALISE = ("zscore-brain", "minmax", "none")
+
+
+def _bad(option: str, value: Any, allowed: str) -> XaibenchError:
+    return XaibenchError(f"dataset nifti: option {option} = {value!r} is invalid; {allowed}")
+
+
+@dataclass(frozen=True)
+class NiftiOptions:
+    """The options of a ``[[datasets]]`` entry ``name = "nifti"`` (see ``docs/datasets.md``)."""
+
+    manifest: str | None = None
+    arrays: Mapping[str, str] | None = None
+    mask_arrays: Mapping[str, str] | None = None
+    groups: tuple[str, str] | None = None
+    plane: str = "coronal"
+    slice: str | int | None = None  # "roi-centroid" (default with masks) | "center" | index
+    slices: int = 1
+    image_size: int = 64
+    clip_percentiles: tuple[float, float] = (1.0, 99.0)
+    normalise: str = "zscore-brain"
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    mask_threshold: float = 0.5
+    mask_labels: tuple[int, ...] | None = None
+    mask_resample: str = "nearest"
+    mode: str = "2d"
+    roi_name: str = "roi"
+
+    def __post_init__(self) -> None:  # noqa: C901 - one check per option
+        put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        if (self.manifest is None) == (self.arrays is None):
+            raise XaibenchError("dataset nifti: give exactly one of the options manifest (a CSV of NIfTI "
+                                "scans) or arrays ({A = \"a.npy\", B = \"b.npy\"})")
+        if self.arrays is not None and not isinstance(self.arrays, Mapping):
+            raise _bad("arrays", self.arrays, "use a table {A = \"a.npy\", B = \"b.npy\"}")
+        if self.mask_arrays is not None and (self.arrays is None or not isinstance(self.mask_arrays, Mapping)):
+            raise _bad("mask_arrays", self.mask_arrays, "use a table like arrays, together with arrays")
+        if self.groups is not None:
+            g = tuple(str(x) for x in self.groups) if isinstance(self.groups, (list, tuple)) else ()
+            if len(g) != 2 or g[0] == g[1]:
+                raise _bad("groups", self.groups, "give two different group names, e.g. [\"CN\", \"AD\"]")
+            put("groups", g)
+        if self.plane not in PLANE_AXIS:
+            raise _bad("plane", self.plane, f"allowed: {', '.join(PLANE_AXIS)}")
+        if self.slice is not None and self.slice not in ("roi-centroid", "center") and not (
+                isinstance(self.slice, int) and not isinstance(self.slice, bool) and self.slice >= 0):
+            raise _bad("slice", self.slice, "allowed: \"roi-centroid\", \"center\" or a voxel index >= 0")
+        for name, low in (("slices", 1), ("image_size", 8)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise _bad(name, v, f"give an integer >= {low}")
+        cp = self.clip_percentiles
+        if not (isinstance(cp, (list, tuple)) and len(cp) == 2 and 0 <= float(cp[0]) < float(cp[1]) <= 100):
+            raise _bad("clip_percentiles", cp, "give [low, high] with 0 <= low < high <= 100")
+        put("clip_percentiles", (float(cp[0]), float(cp[1])))
+        if self.normalise not in NORMALISE:
+            raise _bad("normalise", self.normalise, f"allowed: {', '.join(NORMALISE)}")
+        sp = self.split
+        if not (isinstance(sp, (list, tuple)) and len(sp) == 3 and all(float(x) > 0 for x in sp)
+                and abs(sum(map(float, sp)) - 1) < 1e-6):
+            raise _bad("split", sp, "give three positive train/val/test fractions summing to 1, e.g. [0.6, 0.2, 0.2]")
+        put("split", tuple(float(x) for x in sp))
+        if not 0 < float(self.mask_threshold) <= 1:
+            raise _bad("mask_threshold", self.mask_threshold, "give a number in (0, 1]")
+        if self.mask_labels is not None:
+            if not (isinstance(self.mask_labels, (list, tuple)) and self.mask_labels
+                    and all(isinstance(x, int) for x in self.mask_labels)):
+                raise _bad("mask_labels", self.mask_labels, "give a list of integer labels, e.g. [17, 53]")
+            put("mask_labels", tuple(int(x) for x in self.mask_labels))
+        if self.mask_resample not in ("nearest", "never"):
+            raise _bad("mask_resample", self.mask_resample, "allowed: nearest, never")
+        if self.mode != "2d":
+            raise _bad("mode", self.mode, "only \"2d\" is supported: the explainers and metrics take "
+                                          "N×1×H×W slices (a 3-D mode is not implemented)")
+
+
+class NiftiDataset:
+    """``load`` reads (or finds in the cache) the slices and splits them by subject."""
+
+    def __init__(self, options: NiftiOptions) -> None:
+        self.o = options
+
+    def _source(self) -> tuple[Source, dict, dict]:
+        o = self.o
+        if o.manifest is not None:
+            return read_manifest(Path(o.manifest).expanduser().resolve(), o.groups), {}, {}
+        return read_arrays(o.arrays, o.mask_arrays, o.groups)
+
+    def load(self, *, seed: int, cache_dir: Path) -> DatasetSplits:
+        o = self.o
+        src, arrays, mask_arrays = self._source()
+        if o.slice == "roi-centroid" and not src.has_masks:
+            raise _bad("slice", o.slice, "\"roi-centroid\" needs ROI masks (a roi_mask column); use \"center\" "
+                                         "or an index")
+        prep = {k: v for k, v in dataclasses.asdict(o).items() if k not in ("split", "roi_name")}
+        key = cache_key({"version": VERSION, "digest": src.digest, "options": prep}, src.files)
+        path = Path(cache_dir) / f"nifti-{key[:24]}.npz"
+        data = load_cached(path)
+        if data is None:
+            data = _from_arrays(src, arrays, mask_arrays, o) if arrays else _from_volumes(src, o)
+            save_atomic(path, data)
+        return _splits(src, data, o, seed)
+
+
+def _warn_nonbinary(files: list[str], o: NiftiOptions) -> None:
+    if files:
+        warnings.warn(f"dataset nifti: {len(files)} ROI mask(s) are not binary (e.g. {files[0]}); "
+                      f"thresholded at values >= {o.mask_threshold} (set mask_threshold, or mask_labels "
+                      "for label maps)", UserWarning, stacklevel=3)
+
+
+def _pack(images: list, masks: list, rows: list, roi_mm3: np.ndarray) -> dict[str, np.ndarray]:
+    return {"images": torch.stack(images).numpy(), "masks": torch.stack(masks).numpy(),
+            "row": np.asarray(rows, dtype=np.int64), "roi_mm3": roi_mm3}
+
+
+def _from_volumes(src: Source, o: NiftiOptions) -> dict[str, np.ndarray]:
+    position = o.slice if o.slice is not None else ("roi-centroid" if src.has_masks else "center")
+    images, masks, rows, nonbinary = [], [], [], []
+    roi_mm3 = np.full(len(src.rows), np.nan)
+    for r, row in enumerate(src.rows):
+        vol, img = read_volume(row.image, row.where)
+        zooms = tuple(float(z) for z in np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0)))
+        mask = None
+        if row.mask is not None:
+            mask, nb = read_mask(row.mask, img, row.where, threshold=o.mask_threshold,
+                                 labels=o.mask_labels, resample=o.mask_resample)
+            if nb:
+                nonbinary.append(str(row.mask))
+            roi_mm3[r] = float(mask.sum()) * float(np.prod(zooms))
+        win = window(vol, o.normalise, o.clip_percentiles, row.where)
+        spacing = in_plane_spacing(zooms, o.plane)
+        for i in slice_indices(vol.shape, o.plane, position, o.slices, mask, row.where):
+            t, m = resize(win.apply(cut(vol, o.plane, i)),
+                          None if mask is None else cut(mask, o.plane, i), o.image_size, spacing)
+            images.append(t)
+            masks.append(m)
+            rows.append(r)
+    _warn_nonbinary(nonbinary, o)
+    return _pack(images, masks, rows, roi_mm3)
+
+
+def _from_arrays(src: Source, arrays: dict, mask_arrays: dict, o: NiftiOptions) -> dict[str, np.ndarray]:
+    images, masks, rows, nonbinary = [], [], [], []
+    for g in src.groups:
+        a = arrays[g]
+        if not np.isfinite(a).all():
+            raise XaibenchError(f"dataset nifti: arrays.{g} has NaN/inf values; fix or replace them first")
+        m = None
+        if g in mask_arrays:
+            raw = np.asarray(mask_arrays[g], dtype=np.float32)
+            if np.any((raw != 0) & (raw != 1)):
+                nonbinary.append(f"mask_arrays.{g}")
+            m = np.isin(np.rint(raw), o.mask_labels) if o.mask_labels else raw >= o.mask_threshold
+            if not m.any():
+                raise XaibenchError(f"dataset nifti: mask_arrays.{g} is empty; give masks that mark the ROI")
+    for r, row in enumerate(src.rows):
+        x = np.asarray(arrays[row.group][row.index], dtype=np.float32)
+        win = window(x, o.normalise, o.clip_percentiles, row.where)
+        mk = None
+        if row.group in mask_arrays:
+            raw = np.asarray(mask_arrays[row.group][row.index], dtype=np.float32)
+            mk = np.isin(np.rint(raw), o.mask_labels) if o.mask_labels else raw >= o.mask_threshold
+        t, mm = resize(win.apply(x), mk, o.image_size)
+        images.append(t)
+        masks.append(mm)
+        rows.append(r)
+    _warn_nonbinary(nonbinary, o)
+    return _pack(images, masks, rows, np.full(len(src.rows), np.nan))
+
+
+def _splits(src: Source, data: Mapping[str, np.ndarray], o: NiftiOptions, seed: int) -> DatasetSplits:
+    row = data["row"]
+    label_of = {g: i for i, g in enumerate(src.groups)}
+    labels = np.array([label_of[src.rows[r].group] for r in row], dtype=np.int64)
+    ids = np.array([src.rows[r].subject for r in row], dtype=object)
+    meta = {k: np.asarray(v)[row] for k, v in src.covariates.items()}
+    if src.has_masks and np.isfinite(data["roi_mm3"]).any():
+        meta["roi_volume_mm3"] = data["roi_mm3"][row]
+    subjects = {g: sorted({r.subject for r in src.rows if r.group == g}) for g in src.groups}
+    split = subject_split(subjects, o.split, seed)
+    images, masks = torch.from_numpy(data["images"]), torch.from_numpy(data["masks"])
+    sets, counts = {}, {}
+    for name, members in split.items():
+        idx = np.flatnonzero(np.isin(ids, members))
+        sets[name] = ImageSet(images[idx], torch.from_numpy(labels[idx]), masks[idx],
+                              tuple(ids[idx].tolist()), {k: v[idx] for k, v in meta.items()})
+        counts[name] = {g: {"subjects": sum(s in set(members) for s in subjects[g]),
+                            "images": int((labels[idx] == label_of[g]).sum())} for g in src.groups}
+    empty_roi = int((~masks.flatten(1).any(1)).sum()) if src.has_masks else 0
+    if empty_roi:
+        warnings.warn(f"dataset nifti: {empty_roi} of {len(row)} slices do not cut the ROI (their mask is "
+                      "empty); use fewer slices or slice = \"roi-centroid\"", UserWarning, stacklevel=3)
+    card = {
+        "source": "arrays" if o.arrays is not None else "manifest",
+        "manifest": src.name, "source_sha256": src.digest,
+        "groups": {g: label_of[g] for g in src.groups},
+        "split_seed": seed, "split_fractions": list(o.split), "split": split, "counts": counts,
+        "scans": len(src.rows), "rows_of_other_groups_dropped": src.dropped,
+        "images_with_empty_roi": empty_roi,
+        "covariate_codes": {k: dict(v) for k, v in src.codes.items()},
+        "preprocessing": {"plane": o.plane, "orientation": "RAS (closest canonical), neurological display",
+                          "slice": o.slice if o.slice is not None else
+                          ("roi-centroid" if src.has_masks else "center"),
+                          "slices": o.slices, "image_size": o.image_size, "normalise": o.normalise,
+                          "clip_percentiles": list(o.clip_percentiles), "mask_threshold": o.mask_threshold,
+                          "mask_labels": list(o.mask_labels) if o.mask_labels else None,
+                          "mask_resample": o.mask_resample, "version": VERSION},
+    }
+    return DatasetSplits(f"nifti:{src.name}", sets["train"], sets["val"], sets["test"],
+                         groups=src.groups, roi_name=o.roi_name, card=card)
+
+
+def make(**options: Any) -> NiftiDataset:
+    allowed = [f.name for f in dataclasses.fields(NiftiOptions)]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise XaibenchError(f"dataset nifti: unknown option {unknown[0]!r} (allowed: {', '.join(allowed)})")
+    return NiftiDataset(NiftiOptions(**options))
+
+
+@xaibench.hookimpl
+def xaibench_datasets():
+    yield DatasetRecord("nifti", "your NIfTI cohort (e.g. ADNI) from a CSV manifest, as 2-D slices",
+                        make, version=VERSION)
