@@ -127,7 +127,7 @@ class Store:
         """Every value joined with its cell's keys (one row per image or aggregate)."""
         q = ("SELECT c.suite, c.dataset, c.backbone, c.attack, c.seed, c.metric, c.split, c.config_hash, "
              "COALESCE(v.explainer, c.explainer) AS explainer, v.name, v.image, v.value, v.chance, "
-             "v.higher_is_better FROM cell_values v JOIN cells c USING (cell_id) WHERE c.status = 'done'")
+             "v.higher_is_better, c.versions FROM cell_values v JOIN cells c USING (cell_id) WHERE c.status = 'done'")
         args: tuple = ()
         if suite:
             q += " AND c.suite = ?"

@@ -45,7 +45,8 @@ def render_store(out: Path, fmt: str, suite: str | None = None) -> str:
 
 def read_summary_csv(path: Path) -> pd.DataFrame:
     """The published CSV read back exactly as it renders (strings stay strings)."""
-    df = pd.read_csv(path, dtype={"seeds": str, "config": str})
+    df = pd.read_csv(path, dtype={"seeds": str, "config": str, "versions": str}, keep_default_na=False,
+                     na_values={c: ["", "nan"] for c in ("mean", "ci_low", "ci_high", "chance")})
     df["higher_is_better"] = df["higher_is_better"].astype(bool)
     return df
 

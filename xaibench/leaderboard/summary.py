@@ -7,11 +7,13 @@ committed Markdown can be checked against the committed CSV.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
 SUMMARY_COLUMNS = ["dataset", "backbone", "attack", "explainer", "column", "mean", "ci_low", "ci_high", "n",
-                   "seeds", "chance", "higher_is_better", "config"]
+                   "seeds", "chance", "higher_is_better", "config", "versions"]
 N_BOOT = 1000
 
 
@@ -27,6 +29,17 @@ def bootstrap_ci(values: np.ndarray, seed: int = 0, n_boot: int = N_BOOT) -> tup
     means = v[idx].mean(axis=1)
     lo, hi = np.percentile(means, [2.5, 97.5])
     return float(lo), float(hi)
+
+
+def _core_versions(g: pd.DataFrame) -> str:
+    """'xaibench X, torch Y' from the cells' version records (plugin versions stay in the store)."""
+    if "versions" not in g:
+        return ""
+    out = set()
+    for v in g["versions"].dropna().unique():
+        d = json.loads(v)
+        out.add(", ".join(f"{k} {d[k]}" for k in ("xaibench", "torch") if k in d))
+    return "; ".join(sorted(out))
 
 
 def column_name(name: str, split: str) -> str:
@@ -54,5 +67,6 @@ def summarise(values: pd.DataFrame) -> pd.DataFrame:
             "chance": float(chance.mean()) if len(chance) else float("nan"),
             "higher_is_better": bool(g["higher_is_better"].iloc[0]),
             "config": " ".join(sorted({str(c)[:8] for c in g["config_hash"]}))[:80],
+            "versions": _core_versions(g),
         })
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -116,9 +116,10 @@ def build_tables(summary: pd.DataFrame) -> list[Table]:
             n = int(per_expl["n"].max())
             seeds = sorted(set(" ".join(per_expl["seeds"]).split()))
             configs = sorted(set(" ".join(per_expl["config"]).split()))
+            versions = "; ".join(sorted({v for v in per_expl.get("versions", pd.Series(dtype=str)).fillna("") if v}))
             foot = (f"mean ± 95% bootstrap CI over images and seeds; n ≤ {n} values per cell; "
                     f"seeds {' '.join(seeds)}; {len(configs)} cell configs "
                     f"({', '.join(configs[:3])}{'…' if len(configs) > 3 else ''}); "
-                    f"best per column in bold; rank = mean rank over columns",)
+                    f"best per column in bold; rank = mean rank over columns" + (f"; {versions}" if versions else ""),)
             tables.append(_table(f"{ds} / {bb} / attack: {at}", per_expl, "explainer", rank=True, footer=foot))
     return tables
