@@ -180,6 +180,8 @@ def test_roi_centroid_is_the_index_through_the_mask_centre(cohort, tmp_path):
         assert torch.equal(auto[sid][0], at[sid][0]) and torch.equal(auto[sid][1], at[sid][1])
         assert not off[sid][1].any()  # 6 voxels away the slice misses the ROI (radius 4)
         assert not torch.equal(centre[sid][0], auto[sid][0])
+    s = _load(tmp_path, manifest=str(manifest), slices=3)
+    assert s.train.meta["slice_index"].tolist() == [HIP_CENTER[1] - 1, HIP_CENTER[1], HIP_CENTER[1] + 1] * 8
 
     with pytest.raises(XaibenchError, match=r"slices 30..32 fall outside the volume \(0..31"):
         _load(tmp_path, manifest=str(manifest), slice=31, slices=3)

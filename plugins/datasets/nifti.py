@@ -151,14 +151,16 @@ def _warn_nonbinary(files: list[str], o: NiftiOptions) -> None:
                       "for label maps)", UserWarning, stacklevel=3)
 
 
-def _pack(images: list, masks: list, rows: list, roi_mm3: np.ndarray) -> dict[str, np.ndarray]:
+def _pack(images: list, masks: list, rows: list, roi_mm3: np.ndarray,
+          slices: list | None = None) -> dict[str, np.ndarray]:
     return {"images": torch.stack(images).numpy(), "masks": torch.stack(masks).numpy(),
-            "row": np.asarray(rows, dtype=np.int64), "roi_mm3": roi_mm3}
+            "row": np.asarray(rows, dtype=np.int64), "roi_mm3": roi_mm3,
+            "slice": np.asarray(slices if slices is not None else [-1] * len(rows), dtype=np.int64)}
 
 
 def _from_volumes(src: Source, o: NiftiOptions) -> dict[str, np.ndarray]:
     position = o.slice if o.slice is not None else ("roi-centroid" if src.has_masks else "center")
-    images, masks, rows, nonbinary = [], [], [], []
+    images, masks, rows, nonbinary, slices = [], [], [], [], []
     roi_mm3 = np.full(len(src.rows), np.nan)
     for r, row in enumerate(src.rows):
         vol, img = read_volume(row.image, row.where)
@@ -178,8 +180,9 @@ def _from_volumes(src: Source, o: NiftiOptions) -> dict[str, np.ndarray]:
             images.append(t)
             masks.append(m)
             rows.append(r)
+            slices.append(i)
     _warn_nonbinary(nonbinary, o)
-    return _pack(images, masks, rows, roi_mm3)
+    return _pack(images, masks, rows, roi_mm3, slices)
 
 
 def _from_arrays(src: Source, arrays: dict, mask_arrays: dict, o: NiftiOptions) -> dict[str, np.ndarray]:
@@ -219,6 +222,8 @@ def _splits(src: Source, data: Mapping[str, np.ndarray], o: NiftiOptions, seed: 
     meta = {k: np.asarray(v)[row] for k, v in src.covariates.items()}
     if src.has_masks and np.isfinite(data["roi_mm3"]).any():
         meta["roi_volume_mm3"] = data["roi_mm3"][row]
+    if o.manifest is not None:
+        meta["slice_index"] = data["slice"]  # voxel index along the plane's axis (RAS grid)
     subjects = {g: sorted({r.subject for r in src.rows if r.group == g}) for g in src.groups}
     split = subject_split(subjects, o.split, seed)
     images, masks = torch.from_numpy(data["images"]), torch.from_numpy(data["masks"])
