@@ -6,6 +6,7 @@ reorientation, slice position, the subject-level split, the cache, and every bad
 """
 from __future__ import annotations
 
+import json
 import runpy
 from pathlib import Path
 
@@ -121,6 +122,7 @@ def test_contract_shapes_labels_and_covariates(cohort, tmp_path):
             assert part.meta["sex"][i] == (0 if r["sex"] == "F" else 1)
             assert part.meta["site"][i] == int(r["site"][-1])
     assert s.card["covariate_codes"]["sex"] == {"female": 0, "male": 1}
+    assert json.loads(json.dumps(s.card))["split"]["test"] == sorted(s.test.subject_ids)  # storable as JSON
     # the big (CN) hippocampus is larger in mm³ and in the slice
     vol = s.train.meta["roi_volume_mm3"]
     assert vol[s.train.labels == 1].min() > vol[s.train.labels == 0].max()
