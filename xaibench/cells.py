@@ -74,6 +74,7 @@ class Session:
     _datasets: dict[str, DatasetSplits] = field(default_factory=dict)
     _models: dict[str, tuple[torch.nn.Module, AttackOutcome]] = field(default_factory=dict)
     pending: list[CellRecord] = field(default_factory=list)  # records made as side products
+    _fingerprints: dict[tuple, str] = field(default_factory=dict)
 
     def drain(self) -> list[CellRecord]:
         out, self.pending = self.pending, []
@@ -125,8 +126,21 @@ class Session:
             self._datasets[key] = ds.load(seed=self.cfg.suite.data_seed, cache_dir=cache)
         return self._datasets[key]
 
+    def fingerprint(self, e: Entry) -> str:
+        """Hash of the dataset's actual contents, so edited data never reuse stale models."""
+        key = ("fp", e.key)
+        if key not in self._fingerprints:
+            sp = self.dataset(e)
+            h = hashlib.sha256()
+            for part in (sp.train, sp.val, sp.test):
+                for t in (part.images, part.labels, part.masks):
+                    h.update(t.contiguous().cpu().numpy().tobytes())
+            self._fingerprints[key] = h.hexdigest()[:16]
+        return self._fingerprints[key]
+
     def model_config(self, t: ModelTask) -> dict[str, Any]:
-        return {"dataset": self.ident(t.dataset), "data_seed": self.cfg.suite.data_seed,
+        return {"dataset": self.ident(t.dataset), "data": self.fingerprint(t.dataset),
+                "data_seed": self.cfg.suite.data_seed,
                 "backbone": self.ident(t.backbone), "attack": self.ident(t.attack), "seed": t.seed}
 
     def model_id(self, t: ModelTask) -> str:
@@ -209,7 +223,8 @@ def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, Att
         config=session.model_config(task), status="done", wall_time=time.perf_counter() - start,
         values=[("train_seconds", None, -1, outcome.train.seconds, None, False),
                 ("epochs", None, -1, len(outcome.train.history.get("val_loss", [])), None, False)],
-        extras=[("history", None, dict(outcome.train.history)), ("attack_info", None, dict(outcome.info))],
+        extras=[("history", None, dict(outcome.train.history)), ("attack_info", None, dict(outcome.info)),
+                ("dataset_card", None, dict(splits.card))],  # the split, sizes: what a paper states
         versions=session.versions(task.dataset, task.backbone, task.attack), git_commit=session.git_commit))
     return model, outcome
 
