@@ -91,3 +91,23 @@ def test_published_markdown_is_what_the_renderer_makes_of_the_published_csv():
         md = (folder / f"{csv.stem}.md").read_text()
         rendered = render_summary(read_summary_csv(csv), "md")
         assert rendered in md, f"{csv.name}: committed Markdown differs from what the CSV renders to"
+
+
+def test_monotonicity_over_a_swept_dataset_option(tmp_path):
+    rows = []
+    for level in (0.25, 0.5, 0.75, 1.0):
+        for ex, slope in (("good", 1.0), ("bad", -1.0)):
+            m = 0.5 + slope * level * 0.3
+            rows.append(dict(dataset=f"corrupted-control[strength={level}]", backbone="b", attack="none",
+                             explainer=ex, column="iou", mean=m, ci_low=m - 0.01, ci_high=m + 0.01, n=10,
+                             seeds="0", chance=0.1, higher_is_better=True, config="c", versions=""))
+    from xaibench.leaderboard.sweeps import monotonicity_figure, monotonicity_tables
+
+    summary = pd.DataFrame(rows)
+    (t,) = monotonicity_tables(summary)
+    assert t.title.startswith("Monotonicity: corrupted-control over strength")
+    rho = {r.label: r.values[0].mean for r in t.rows}
+    assert rho == {"good": 1.0, "bad": -1.0}
+    png = monotonicity_figure(summary, tmp_path / "m.png")
+    assert png.stat().st_size > 5000
+    assert "Monotonicity" in render_summary(summary, "md")

@@ -122,4 +122,6 @@ def build_tables(summary: pd.DataFrame) -> list[Table]:
                     f"({', '.join(configs[:3])}{'…' if len(configs) > 3 else ''}); "
                     f"best per column in bold; rank = mean rank over columns" + (f"; {versions}" if versions else ""),)
             tables.append(_table(f"{ds} / {bb} / attack: {at}", per_expl, "explainer", rank=True, footer=foot))
-    return tables
+    from .sweeps import monotonicity_tables
+
+    return tables + monotonicity_tables(summary)
