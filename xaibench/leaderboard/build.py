@@ -63,4 +63,9 @@ def write_all(out: Path, suite: str | None = None) -> list[Path]:
         p = out / f"leaderboard.{ext}"
         p.write_text(render_summary(summary, fmt))
         paths.append(p)
+    from .sweeps import monotonicity_figure
+
+    fig = monotonicity_figure(summary, out / "figures" / "monotonicity.png")
+    if fig is not None:
+        paths.append(fig)
     return paths
