@@ -157,6 +157,18 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``N×C×H×W`` with replicated borders (``sigma`` in pixels)."""
+    if sigma <= 0:
+        return x
+    r = max(1, int(round(3 * sigma)))
+    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
+    g = torch.exp(-t**2 / (2 * sigma**2))
+    g = (g / g.sum()).repeat(x.shape[1], 1, 1, 1)
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), g.view(x.shape[1], 1, 1, -1), groups=x.shape[1])
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), g.view(x.shape[1], 1, -1, 1), groups=x.shape[1])
+
+
 # --------------------------------------------------------------------------- batching, seeding
 
 
@@ -166,9 +178,11 @@ def chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
-def image_seed(seed: int, index: int) -> int:
-    """A per-image seed, so an image's random draws do not depend on how the batch is chunked."""
-    return zlib.crc32(f"{seed}:{index}".encode()) & 0x7FFFFFFF
+def image_seed(seed: int, index: int, block: int = 0) -> int:
+    """A per-image (and per sample block) seed, so an image's random draws do not depend on
+    which other images share its batch."""
+    key = f"{seed}:{index}" if block == 0 else f"{seed}:{index}:{block}"
+    return zlib.crc32(key.encode()) & 0x7FFFFFFF
 
 
 @contextlib.contextmanager

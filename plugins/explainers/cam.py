@@ -1,0 +1,70 @@
+"""CAM, the class activation map (Zhou et al., 2016): ``Σ_k w_k A_k`` with ``A`` the last
+stage's features and ``w`` the linear head's row for the target (for a ``margin`` target the
+difference of the two rows; for a ``group-direction`` target the signed direction).
+
+Exact only for an encoder → global average pool → linear head model (the Classifier
+contract); another head or pooling raises a clear error. One forward pass, no gradients.
+ReLU after the weighted sum (option ``relu``, default true, as in the CAM family here), then
+bilinear upsampling. Non-negative; larger = more evidence. The head bias is a constant over
+space and is left out. On such a model CAM equals Grad-CAM at the last stage times ``h·w``
+(Grad-CAM's weights are ``w_k/(hw)``), a positive scale (tested).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+import xaibench
+from xaibench.contracts import Classifier, ExplainContext, Target
+from xaibench.errors import XaibenchError
+from xaibench.hookspecs import ExplainerRecord
+
+from ._common import check, check_input, chunks, factory, score_head, upsample
+
+
+@dataclass(frozen=True)
+class CAM:
+    """Class activation map from the head weights (``layer`` may only name the last stage)."""
+
+    layer: str | None = None
+    relu: bool = True
+
+    def __post_init__(self) -> None:
+        check("cam", "relu", isinstance(self.relu, bool), "true or false")
+
+    def _check_model(self, model: Classifier) -> None:
+        if self.layer not in (None, "auto", model.stage_names[-1]):
+            raise XaibenchError(
+                f"explainer cam: option 'layer' must be the last stage {model.stage_names[-1]!r} (or 'auto'), "
+                f"not {self.layer!r}: CAM reads the head weights, which only apply there")
+        if not isinstance(model, Classifier) or type(model).embed is not Classifier.embed \
+                or type(model).forward_all is not Classifier.forward_all:
+            raise XaibenchError("explainer cam: needs an encoder → global average pool → linear head model")
+        score_head(model, Target("logit", torch.zeros(0, dtype=torch.long)))  # raises on a non-linear head
+
+    def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
+        check_input("cam", x)
+        self._check_model(model)
+        out = torch.empty(x.shape[0], *x.shape[-2:], device=x.device)
+        with torch.no_grad():
+            w, _ = score_head(model, target)
+            for sl in chunks(x.shape[0], context.chunk_size):
+                a = model.feature_map(x[sl])
+                wi = w[target.classes[sl].to(w.device)]
+                cam = torch.einsum("nc,nchw->nhw", wi, a)
+                out[sl] = upsample(torch.relu(cam) if self.relu else cam, tuple(x.shape[-2:]))
+        return out.float()
+
+    def map_layer(self, model: Classifier, image_size: tuple[int, int]) -> tuple[str, tuple[int, int]]:
+        """The last stage and its map shape for ``image_size`` (one blank forward pass)."""
+        p = next(model.parameters())
+        with torch.no_grad():
+            a = model.feature_map(torch.zeros(1, 1, *image_size, device=p.device, dtype=p.dtype))
+        return model.stage_names[-1], tuple(a.shape[-2:])
+
+
+@xaibench.hookimpl
+def xaibench_explainers():
+    yield ExplainerRecord("cam", "class activation map from the linear head (GAP + linear models only)",
+                          factory("cam", CAM), layer_based=True)
