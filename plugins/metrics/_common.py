@@ -108,3 +108,12 @@ def pairs(names: Iterable[str]) -> list[tuple[str, str]]:
 
 def seq(x: Any) -> Sequence:
     return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def nanmean(x: Any, axis: int | tuple[int, ...] | None = None) -> np.ndarray:
+    """``np.nanmean`` without the all-NaN warning (an all-NaN slice is simply NaN)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.asarray(x, dtype=float), axis=axis)

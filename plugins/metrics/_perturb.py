@@ -1,0 +1,234 @@
+"""Batched removal for the faithfulness metrics: fillers and chunked model passes.
+
+Why: every faithfulness metric asks the same question — what is T when some pixels of
+an image are replaced? — for many (image, level) pairs: every q, every curve step and
+every random draw. Here all of them are one flat list of rows, perturbed and scored in
+chunks of ``context.chunk_size`` images on the model's device, so the cost is the model
+passes the metric needs and little else.
+
+Fillers (what a removed pixel becomes):
+
+* ``mean`` — the image's mean intensity;
+* ``black`` — the image's minimum (Quantus' ``perturb_baseline="black"``);
+* ``blur`` — the same pixel of a Gaussian-blurred copy (RISE's insertion canvas);
+* ``road`` — ROAD's noisy linear imputation (Rong et al. 2022): each removed pixel is
+  the weighted mean of its 8 neighbours (1/6 edge, 1/12 diagonal), solved jointly, plus
+  Gaussian noise, so the removal mask's shape does not leak into T.
+
+ROAD by hand: the reference implementation (the one pytorch-grad-cam ships) builds a
+sparse system per image and calls ``scipy.sparse.linalg.spsolve`` on the CPU — ~90% of its
+run time, one image at a time. The system is a weighted graph Laplacian restricted to the
+removed pixels (symmetric positive definite whenever every hole touches a kept pixel),
+so here it is solved for a whole chunk at once with conjugate gradients whose
+matrix-vector product is a 3×3 neighbour sum, on the model's device, started from the
+same problem solved on a 2× coarser grid (nested iteration), so few iterations are
+needed at full resolution. It is the same linear system: solved to a relative residual
+of 1e-4 (the default, about 1e-3 absolute error, ten times below ROAD's noise) or as
+tightly as asked (tested to 1e-5 against the sparse solve).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from xaibench.contracts import Classifier, Target
+
+from ._common import check
+
+FILLERS = ("mean", "black", "blur", "road")
+
+
+
+@dataclass(frozen=True)
+class Filler:
+    """How removed pixels are filled (see the module docstring)."""
+
+    kind: str = "mean"
+    sigma: float = 3.0  # blur
+    noise: float = 0.01  # road: noise std (absolute, images are in [0, 1])
+    tol: float = 1e-4  # road: relative residual of the solve (error ~1e-3, 10× below the noise)
+    max_iter: int = 400
+
+    @staticmethod
+    def make(metric: str, kind: str, sigma: float = 3.0, noise: float = 0.01) -> "Filler":
+        check(kind in FILLERS, metric, "filler", " | ".join(FILLERS), kind)
+        check(isinstance(sigma, (int, float)) and sigma > 0, metric, "blur_sigma", "a number > 0", sigma)
+        check(isinstance(noise, (int, float)) and noise >= 0, metric, "road_noise", "a number >= 0", noise)
+        return Filler(kind, float(sigma), float(noise))
+
+    def canvas(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Per-image fill values that do not depend on the mask (``None`` for road)."""
+        if self.kind == "mean":
+            return x.mean(dim=(1, 2, 3), keepdim=True).expand_as(x)
+        if self.kind == "black":
+            return x.amin(dim=(1, 2, 3), keepdim=True).expand_as(x)
+        if self.kind == "blur":
+            return gaussian_blur(x, self.sigma)
+        return None
+
+    def apply(self, x: torch.Tensor, removed: torch.Tensor, canvas: torch.Tensor | None,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+        """``x`` (B×C×H×W) with pixels ``removed`` (B×H×W bool) filled."""
+        rm = removed.unsqueeze(1)
+        if self.kind != "road":
+            return torch.where(rm, canvas, x)
+        out = road_impute(x, removed, tol=self.tol, max_iter=self.max_iter)
+        if self.noise > 0:
+            eps = torch.randn(out.shape, generator=generator, device="cpu").to(out.device)
+            out = out + self.noise * eps * rm
+        return out
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur (reflect padding), radius 3σ."""
+    r = max(1, int(round(3 * sigma)))
+    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    k = k / k.sum()
+    c = x.shape[1]
+    r_h, r_w = min(r, x.shape[-2] - 1), min(r, x.shape[-1] - 1)
+    y = F.pad(x, (r_w, r_w, r_h, r_h), mode="reflect") if min(r_h, r_w) == r else F.pad(x, (r, r, r, r), mode="replicate")
+    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def _neighbours(u: torch.Tensor) -> torch.Tensor:
+    """Σ_n w_n u(p + n) over the 8 neighbours, zero outside the image (shifted slices:
+    several times faster than a 1-channel conv2d on CPU)."""
+    p = F.pad(u, (1, 1, 1, 1))
+    edge = p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
+    diag = p[..., :-2, :-2] + p[..., :-2, 2:] + p[..., 2:, :-2] + p[..., 2:, 2:]
+    return edge / 6 + diag / 12
+
+
+def _cg(x: torch.Tensor, m: torch.Tensor, u: torch.Tensor, tol: float, max_iter: int) -> torch.Tensor:
+    """Conjugate gradients on the removed pixels ``m`` (B×C×H×W, 1 = removed) from ``u``."""
+    known = 1 - m
+    s = _neighbours(torch.ones_like(x[:1]))  # in-bounds weight of each pixel
+
+    def op(v: torch.Tensor) -> torch.Tensor:
+        return (s * v - _neighbours(v)) * m
+
+    b = _neighbours(x * known) * m
+    u = u * m
+    r = b - op(u)
+    p = r
+    rr = torch.einsum("nchw,nchw->n", r, r).view(-1, 1, 1, 1)
+    stop = (tol ** 2) * torch.einsum("nchw,nchw->n", b, b).view(-1, 1, 1, 1).clamp_min(1e-30)
+    for _ in range(max_iter):
+        if bool((rr <= stop).all()):
+            break
+        ap = op(p)
+        alpha = rr / torch.einsum("nchw,nchw->n", p, ap).view(-1, 1, 1, 1).clamp_min(1e-30)
+        u = u + alpha * p
+        r = r - alpha * ap
+        rr_new = torch.einsum("nchw,nchw->n", r, r).view(-1, 1, 1, 1)
+        p = r + (rr_new / rr.clamp_min(1e-30)) * p
+        rr = rr_new
+    return u
+
+
+def road_impute(x: torch.Tensor, removed: torch.Tensor, tol: float = 1e-4, max_iter: int = 400,
+                min_size: int = 8, coarse_tol: float = 1e-4) -> torch.Tensor:
+    """Noise-free linear imputation of ``removed`` pixels, all images at once.
+
+    Nested iteration: the same problem is solved on a 2× coarser grid first (a cell is
+    removed when any of its pixels is), its solution upsampled as the starting point, and
+    conjugate gradients finish at full resolution; low-frequency error is then already
+    gone, so a few iterations per level suffice whatever the size of the holes."""
+    m = removed.unsqueeze(1).to(x.dtype).expand_as(x).contiguous()
+    h, w = x.shape[-2:]
+    if min(h, w) >= 2 * min_size and bool(m.any()):
+        pad = (0, w % 2, 0, h % 2)
+        known = F.avg_pool2d(F.pad(1 - m, pad, mode="replicate"), 2)
+        xc = F.avg_pool2d(F.pad(x * (1 - m), pad, mode="replicate"), 2) / known.clamp_min(1e-12)
+        coarse = road_impute(xc, known[:, 0] < 0.5, coarse_tol, max_iter, min_size, coarse_tol)
+        u = F.interpolate(coarse, scale_factor=2, mode="bilinear", align_corners=False)[..., :h, :w]
+    else:
+        u = torch.where(m > 0, x.mean(dim=(2, 3), keepdim=True).expand_as(x), x)
+    return x * (1 - m) + _cg(x, m, u, tol, max_iter)
+
+
+# --------------------------------------------------------------------------- passes
+
+
+@torch.no_grad()
+def target_scores(model: Classifier, target: Target, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """T of ``x`` (rows aligned with ``target``) in chunked passes."""
+    out = [target.subset(slice(i, i + chunk))(model, x[i:i + chunk]) for i in range(0, len(x), chunk)]
+    return torch.cat(out).float()
+
+
+@torch.no_grad()
+def removal_scores(model: Classifier, target: Target, images: torch.Tensor, removed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                   n_levels: int, filler: Filler, chunk: int, seed: int = 0,
+                   canvas: torch.Tensor | None = None) -> torch.Tensor:
+    """T of every (image, level) pair, N×L, in chunks of ``chunk`` perturbed images.
+
+    ``removed(img_idx, level_idx)`` returns the B×H×W bool removal masks of those rows, so
+    the N×L×H×W stack is never materialised. ``canvas`` overrides the filler's fill values
+    (insertion starts from it)."""
+    dev = images.device
+    n = images.shape[0]
+    if canvas is None:
+        canvas = filler.canvas(images)
+    gen = torch.Generator().manual_seed(int(seed))
+    rows = torch.arange(n * n_levels, device=dev)
+    out = torch.empty(n * n_levels, device=dev)
+    for start in range(0, len(rows), chunk):
+        r = rows[start:start + chunk]
+        i, lev = r // n_levels, r % n_levels
+        x = images[i]
+        xp = filler.apply(x, removed(i, lev), None if canvas is None else canvas[i], gen)
+        out[start:start + chunk] = target.subset(i)(model, xp).float()
+    return out.view(n, n_levels)
+
+
+def ordered_units(a: torch.Tensor, patch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank of every pixel's unit and the number of units.
+
+    ``a`` is N×H×W. With ``patch`` > 1 pixels are grouped into non-overlapping patches on a
+    grid padded as Quantus pads (floor/ceil halves) and ranked by their attribution sum.
+    Returns ``(unit_rank N×H×W, n_units)``: 0 = most attributed unit, ties by unit index."""
+    n, h, w = a.shape
+    if patch == 1:
+        flat = a.reshape(n, -1)
+        order = torch.sort(flat, dim=1, descending=True, stable=True).indices
+        rank = torch.empty_like(order)
+        rank.scatter_(1, order, torch.arange(flat.shape[1], device=a.device).expand_as(order))
+        return rank.view(n, h, w), h * w
+    ph0 = ((-h) % patch) // 2
+    pw0 = ((-w) % patch) // 2
+    gh, gw = -(-(h + (-h) % patch) // patch), -(-(w + (-w) % patch) // patch)
+    rows = (torch.arange(h, device=a.device) + ph0) // patch
+    cols = (torch.arange(w, device=a.device) + pw0) // patch
+    unit = (rows.view(-1, 1) * gw + cols.view(1, -1)).reshape(-1)
+    sums = torch.zeros(n, gh * gw, device=a.device, dtype=a.dtype).index_add_(1, unit, a.reshape(n, -1))
+    order = torch.sort(sums, dim=1, descending=True, stable=True).indices
+    urank = torch.empty_like(order)
+    urank.scatter_(1, order, torch.arange(gh * gw, device=a.device).expand_as(order))
+    return urank[:, unit].view(n, h, w), gh * gw
+
+
+@dataclass(frozen=True)
+class ProbabilityTarget:
+    """The softmax probability of the explained class (RISE's deletion/insertion score)."""
+
+    classes: torch.Tensor
+
+    def subset(self, index: slice | torch.Tensor) -> "ProbabilityTarget":
+        return ProbabilityTarget(self.classes[index])
+
+    def __call__(self, model: Classifier, x: torch.Tensor) -> torch.Tensor:
+        p = model(x).float().softmax(1)
+        return p.gather(1, self.classes.to(p.device).view(-1, 1)).squeeze(1)
+
+
+def random_ranks(n: int, draws: int, p: int, seed: int, device: torch.device) -> torch.Tensor:
+    """``draws`` independent uniformly random pixel rankings per image, N×R×P (seeded, CPU
+    generator so the draws are the same on every device)."""
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.rand(n, draws, p, generator=g).argsort(dim=2).argsort(dim=2).to(device)

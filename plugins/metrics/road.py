@@ -1,0 +1,87 @@
+"""``road`` — RemOve And Debias (Rong et al. 2022): the target drop when the most (MoRF)
+or least (LeRF) relevant pixels are replaced by noisy linear imputation.
+
+Why: removal by a constant leaks the mask's shape (the model sees the hole, not the
+missing evidence); ROAD's imputation fills each removed pixel from its neighbours plus
+noise, so the drop measures the information removed. Every percentile of both orders is
+one row of the same chunked batched passes (N·2·|percentiles| + N forwards), and the
+imputation is solved for a whole chunk at once (``_perturb.road_impute``: the same linear
+system pytorch-grad-cam solves per image with a sparse direct solver).
+
+Options: ``percentiles`` — removed shares in percent (default 10, 20, …, 90, as
+pytorch-grad-cam); ``road_noise`` (default 0.01); ``filler`` (default ``road``; others for
+ablations); ``absolute``; ``seed``.
+
+Scores, per image, averaged over the percentiles, with ΔT = T(x) − T(imputed):
+``road-morf`` (higher is better), ``road-lerf`` (lower is better) and ``road`` =
+(ΔT_MoRF − ΔT_LeRF) / 2, pytorch-grad-cam's ROADCombined (higher is better; chance 0,
+since for a random map both orders are random). Removal counts are round(p·HW) pixels by
+rank; pytorch-grad-cam thresholds at the p-th percentile, which may differ by a pixel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+import xaibench
+from xaibench.contracts import MetricInput, Score
+from xaibench.hookspecs import MetricRecord
+
+from ._common import check, flat, ranks_desc
+from ._perturb import Filler, removal_scores, target_scores
+
+
+@dataclass(frozen=True)
+class ROAD:
+    percentiles: Any = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+    filler: str = "road"
+    road_noise: float = 0.01
+    blur_sigma: float = 3.0
+    absolute: bool = False
+    seed: int = 0
+    scope: str = "explanation"
+
+    def __post_init__(self) -> None:
+        p = list(self.percentiles) if isinstance(self.percentiles, (list, tuple)) else [self.percentiles]
+        ok = len(p) > 0 and all(isinstance(v, (int, float)) and 0 < v < 100 for v in p)
+        check(ok, "road", "percentiles", "a list of percentages strictly between 0 and 100", self.percentiles)
+        Filler.make("road", self.filler, self.blur_sigma, self.road_noise)
+
+    def passes(self, n: int) -> int:
+        return n * (1 + 2 * len(tuple(self.percentiles)))
+
+    @torch.no_grad()
+    def score(self, inp: MetricInput) -> list[Score]:
+        filler = Filler.make("road", self.filler, self.blur_sigma, self.road_noise)
+        pcts = [float(p) for p in (self.percentiles if isinstance(self.percentiles, (list, tuple)) else [self.percentiles])]
+        x = inp.images
+        n, _, h, w = x.shape
+        a = flat(inp.attributions.to(x.device))
+        ranks = ranks_desc(a.abs() if self.absolute else a)
+        ks = torch.tensor([max(1, int(round(p / 100 * h * w))) for p in pcts], device=x.device)
+        npc = len(pcts)
+
+        def removed(i: torch.Tensor, lev: torch.Tensor) -> torch.Tensor:
+            k = ks[lev % npc].view(-1, 1)
+            morf = (lev < npc).view(-1, 1)
+            r = ranks[i]
+            return torch.where(morf, r < k, r >= h * w - k).view(-1, h, w)
+
+        chunk = int(inp.context.chunk_size)
+        seed = int(inp.context.seed) * 1_000_003 + self.seed
+        t0 = target_scores(inp.model, inp.target, x, chunk)
+        t = removal_scores(inp.model, inp.target, x, removed, 2 * npc, filler, chunk, seed)
+        drop = (t0.view(-1, 1) - t).double().cpu().numpy().reshape(n, 2, npc)
+        morf, lerf = drop[:, 0].mean(1), drop[:, 1].mean(1)
+        extra = {"percentiles": pcts, "morf_curve": drop[:, 0].mean(0).tolist(),
+                 "lerf_curve": drop[:, 1].mean(0).tolist(), "filler": self.filler}
+        return [Score("road", (morf - lerf) / 2, True, chance=0.0, extra=extra),
+                Score("road-morf", morf, True), Score("road-lerf", lerf, False)]
+
+
+@xaibench.hookimpl
+def xaibench_metrics():
+    yield MetricRecord("road", "ROAD: target drop under noisy linear imputation, MoRF vs LeRF", ROAD)
