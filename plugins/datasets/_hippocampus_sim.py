@@ -13,8 +13,8 @@ Chain for a pixel at native point ``P`` (mm, RAS):
 (template space, where the reference hippocampi live) → per-hemisphere atrophy map
 (the subject's hippocampus, thinner or thicker in cross-section than the reference, is
 mapped onto the reference ellipsoid; tissue around it follows smoothly) → sample.
-Space vacated by a thinner hippocampus is painted as CSF (the widened temporal horn /
-choroid fissure that radiologists score as medial temporal atrophy).
+A thinner hippocampus gets a CSF shell around it, thicker the thinner it is (the widened
+temporal horn / choroid fissure that radiologists score as medial temporal atrophy).
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ REF_VOLUME = 4.0 / 3.0 * np.pi * np.prod(SEMI_AXES)  # ≈ 4.76 cm³ per side (t
 SIDE_FACTOR = {"left": 0.985, "right": 1.015}  # right hippocampus slightly larger (known asymmetry)
 GM_LEVEL, CSF_LEVEL = 0.55, 0.12  # template intensities painted for hippocampus / CSF
 PAINT = 0.6  # blend weight of the painted hippocampus over the template
+CSF_GAIN = 2.5  # CSF shell thickness (in ellipsoid radii) per unit of relative thinning
 TIV_REF = 1.45e6  # mm³, total intracranial volume at head scale 1
 
 # Field of view per plane: the two in-plane axes (RAS index, sign of the image's row/col
@@ -180,7 +181,7 @@ def render(subj: Subject, plane: str, offsets: list[float], size: int, fov: floa
         p[..., row_ax] = rows[:, None]
         p[..., col_ax] = cols[None, :]
         p[..., normal] = pos
-        p += np.moveaxis(_smooth_field(rng, 3, size, 5), 0, -1) * deform
+        p += np.moveaxis(_smooth_field(rng, 3, size, 4), 0, -1) * deform
         q = (p - subj.shift) @ subj.rotation.T / subj.head_scale
         mask = np.zeros((size, size), bool)
         csf = np.zeros((size, size))
@@ -189,9 +190,10 @@ def render(subj: Subject, plane: str, offsets: list[float], size: int, fov: floa
             k = subj.k[side]
             rho_s = ellipsoid_radius(q, side, k)
             mask |= rho_s <= 1.0
-            if k < 1.0:  # vacated space → CSF, soft-edged
-                rho_r = ellipsoid_radius(q, side, 1.0)
-                csf = np.maximum(csf, np.clip((rho_s - 1.0) / 0.15, 0, 1) * np.clip((1.05 - rho_r) / 0.15, 0, 1))
+            width = CSF_GAIN * max(0.0, 1.0 / k - 1.0)  # widened CSF shell around a thin hippocampus
+            if width > 0:
+                shell = np.clip((rho_s - 1.0) / 0.1, 0, 1) * np.clip((1.0 + width - rho_s) / 0.1 + 0.5, 0, 1)
+                csf = np.maximum(csf, shell)
             near = ellipsoid_radius(q, side, 1.0) < 2.5
             src[near] = atrophy_map(q[near], side, k)
         ijk = (src - affine[:3, 3]) / np.diag(affine)[:3]

@@ -40,6 +40,14 @@ VERSION = "1"  # bump when the generated data change
 GROUPS = ("normal", "atrophy")
 
 
+def _code_hash() -> str:
+    """The generator's source enters the cache key, so an edited simulator never serves stale arrays."""
+    h = hashlib.sha256()
+    for f in (Path(__file__), Path(sim.__file__)):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def _fail(option: str, what: str) -> XaibenchError:
     return XaibenchError(f"dataset {NAME}: option {option!r} {what}")
 
@@ -86,13 +94,14 @@ class SyntheticHippocampus:
     def effective(self) -> dict[str, float]:
         d = float(self.difficulty)
         return {
-            "atrophy": float(self.atrophy) if self.atrophy is not None else 0.25 - 0.15 * d,
+            "atrophy": float(self.atrophy) if self.atrophy is not None else 0.30 - 0.16 * d,
             "noise": float(self.noise) if self.noise is not None else 0.02 + 0.06 * d,
-            "deform": float(self.deform) if self.deform is not None else 1.0 + 3.0 * d,
+            "deform": float(self.deform) if self.deform is not None else 0.5 + 2.0 * d,
         }
 
     def key(self, seed: int) -> str:
-        blob = json.dumps({"v": VERSION, "seed": int(seed), **asdict(self)}, sort_keys=True, default=list)
+        blob = json.dumps({"v": VERSION, "code": _code_hash(), "seed": int(seed), **asdict(self)},
+                          sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     # ------------------------------------------------------------------ build
