@@ -23,7 +23,6 @@ import torch
 
 from . import __version__
 from .contracts import AttackContext, AttackOutcome, DatasetSplits, ExplainContext, ImageSet, Target, TrainResult
-from .errors import XaibenchError
 from .plugins import Registry, instantiate, load
 from .store import CellRecord
 from .suite import Entry, Suite
@@ -258,3 +257,31 @@ def explain_context(session: Session, splits: DatasetSplits, seed: int) -> Expla
     n = min(32, len(splits.train))
     ref = splits.train.images[torch.randperm(len(splits.train), generator=g)[:n]].to(session.device)
     return ExplainContext(reference=ref, seed=seed, chunk_size=session.cfg.suite.chunk_size)
+
+
+def cached_maps(session: Session, task: ModelTask, model: torch.nn.Module, e: Entry, explainer: Any,
+                st: ImageSet, split: str, target: Target, ctx: ExplainContext, record: bool = True) -> torch.Tensor:
+    """Maps of explainer ``e`` for ``st`` under ``task``'s model, from ``OUT/cache/maps`` or
+    computed and cached (the maps cell, with its wall time, goes to ``session.pending``)."""
+    from .evaluate import score_rows
+
+    suite, dev = session.cfg.suite, session.device
+    mcfg = {"model": session.model_id(task), "explainer": session.ident(e), "split": split, "n_eval": suite.n_eval,
+            "target": vars(suite.target), "data_seed": suite.data_seed, "seed": task.seed}
+    mh = config_hash(mcfg)
+    path = session.cache / "maps" / f"{mh}.pt"
+    if path.exists() and not session.cfg.force:
+        return torch.load(path, map_location=dev, weights_only=True)
+    t0 = time.perf_counter()
+    out = explainer.explain(model, st.images.to(dev), target, ctx).detach().float()
+    wall = time.perf_counter() - t0
+    _save_atomic(out.cpu(), path)
+    if record:
+        rows: list = [("seconds_per_image", None, -1, wall / max(1, len(st)), None, False)]
+        describe = getattr(explainer, "describe", None)
+        if describe is not None and split == "clean":  # e.g. the IoU ceiling of a layer map
+            rows += score_rows(describe(model, st.images.to(dev), st.masks.to(dev)))[0]
+        session.pending.append(CellRecord(
+            f"maps-{mh}", "maps", {**task.keys(suite.name), "explainer": e.title, "split": split, "metric": "maps"},
+            mh, mcfg, "done", wall, rows, versions=session.versions(e), git_commit=session.git_commit))
+    return out

@@ -121,6 +121,39 @@ def cmd_leaderboard(args) -> int:
     return EXIT_OK
 
 
+def cmd_status(args) -> int:
+    from .status import collect
+
+    for line in collect(Path(args.out)).lines():
+        print(line)
+    return EXIT_OK
+
+
+def cmd_merge(args) -> int:
+    from .merge import merge
+
+    if args.rtol < 0:
+        raise XaibenchError(f"merge --rtol {args.rtol}: must be >= 0")
+    rep = merge([Path(s) for s in args.sources], Path(args.out), rtol=args.rtol)
+    for line in rep.conflicts:
+        print(line)
+    print(f"merged into {args.out}: {rep.added} cells added, {rep.identical} identical, "
+          f"{rep.replaced_failed} failed cells replaced by done ones, {len(rep.conflicts)} conflicts; "
+          f"{rep.files_copied} cache files copied" + (f", {rep.file_conflicts} cache files differ (first kept)"
+                                                      if rep.file_conflicts else ""))
+    return EXIT_CELLS_FAILED if rep.conflicts else EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from .report import build_report
+
+    if args.images < 1:
+        raise XaibenchError(f"report --images {args.images}: must be at least 1")
+    path = build_report(Path(args.out), suite=args.suite, plugin_files=tuple(args.plugin), n_images=args.images)
+    print(f"report: {path}; figures in {Path(args.out) / 'figures'}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xaibench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -138,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-leaderboard", action="store_true", help="do not write leaderboard files after the run")
     r.add_argument("--executor", choices=["local", "dask", "slurm"], help="where cells run (default local)")
     r.add_argument("--dask-address", help="dask scheduler address (default: start a LocalCluster)")
+    x = r.add_argument_group("executor resources (override the suite's [executor] table; see docs/scale-out.md)")
+    x.add_argument("--workers", type=int, help="dask: LocalCluster worker processes (default 2)")
+    x.add_argument("--partition", help="slurm: partition")
+    x.add_argument("--gpus", type=int, help="slurm: GPUs per job")
+    x.add_argument("--cpus", type=int, help="slurm: CPUs per job")
+    x.add_argument("--mem-gb", type=float, help="slurm: memory per job in GB")
+    x.add_argument("--time-min", type=int, help="slurm: time limit per job in minutes")
+    x.add_argument("--max-parallel", type=int, help="slurm: jobs of one stage running at once")
     r.set_defaults(func=cmd_run)
 
     ls = sub.add_parser("list", help="list registered plugins of every kind")
@@ -151,6 +192,24 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--format", default="md", choices=["md", "latex", "csv", "html"])
     lb.add_argument("--output", help="write to this file instead of standard output")
     lb.set_defaults(func=cmd_leaderboard)
+
+    st = sub.add_parser("status", help="pending / running / done / failed cells and jobs of a results folder")
+    st.add_argument("--out", required=True, help="results folder")
+    st.set_defaults(func=cmd_status)
+
+    mg = sub.add_parser("merge", help="merge results folders from different machines (conflicts are reported)")
+    mg.add_argument("sources", nargs="+", metavar="DIR", help="results folders to merge")
+    mg.add_argument("--out", required=True, help="folder to merge into (created if missing)")
+    mg.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for equal values (default 0: exact)")
+    mg.set_defaults(func=cmd_merge)
+
+    rp = sub.add_parser("report", help="write a self-contained HTML report with figures (PNG + PDF)")
+    rp.add_argument("--out", required=True, help="results folder; writes OUT/report/report.html and OUT/figures/")
+    rp.add_argument("--suite", help="only this suite's results (default: every suite in the folder)")
+    rp.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                    help="a single-file plugin the run used (needed to redraw its images)")
+    rp.add_argument("--images", type=int, default=4, help="images per heatmap grid (default 4)")
+    rp.set_defaults(func=cmd_report)
     return p
 
 

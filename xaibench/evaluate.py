@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .cells import (ModelTask, Session, _save_atomic, config_hash, eval_index, explain_context,
-                    failed_record, make_target, train_model)
+from .cells import (ModelTask, Session, cached_maps, config_hash, eval_index, explain_context, failed_record,
+                    make_target, train_model)
 from .contracts import MetricInput, Score
 from .store import CellRecord
 from .suite import Entry
@@ -103,33 +103,12 @@ class ModelEvaluation:
             key = (e.title, split, which)
             if key in maps_cache:
                 return maps_cache[key]
-            if which == "model":
-                m, mid = model, self.mid
-            else:
-                m, mid = train_model(s, task.clean())[0], s.model_id(task.clean())
+            m = model if which == "model" else train_model(s, task.clean())[0]
             st = sets[split]
             tgt = targets[split] if which == "model" else make_target(
                 suite.target.kind, suite.target.classes, m, st.images, st.labels, splits, dev)
-            mcfg = {"model": mid, "explainer": s.ident(e), "split": split, "n_eval": suite.n_eval,
-                    "target": vars(suite.target), "data_seed": suite.data_seed, "seed": task.seed}
-            mh = config_hash(mcfg)
-            path = s.cache / "maps" / f"{mh}.pt"
-            if path.exists() and not s.cfg.force:
-                out = torch.load(path, map_location=dev, weights_only=True)
-            else:
-                t0 = time.perf_counter()
-                out = explainers[e.title][1].explain(m, st.images.to(dev), tgt, ctx).detach().float()
-                wall = time.perf_counter() - t0
-                _save_atomic(out.cpu(), path)
-                if which == "model":
-                    rows: list = [("seconds_per_image", None, -1, wall / max(1, len(st)), None, False)]
-                    describe = getattr(explainers[e.title][1], "describe", None)
-                    if describe is not None and split == "clean":  # e.g. the IoU ceiling of a layer map
-                        rows += score_rows(describe(m, st.images.to(dev), st.masks.to(dev)))[0]
-                    s.pending.append(CellRecord(
-                        f"maps-{mh}", "maps", {**task.keys(suite.name), "explainer": e.title, "split": split,
-                                               "metric": "maps"},
-                        mh, mcfg, "done", wall, rows, versions=s.versions(e), git_commit=s.git_commit))
+            out = cached_maps(s, task if which == "model" else task.clean(), m, e, explainers[e.title][1],
+                              st, split, tgt, ctx, record=which == "model")
             maps_cache[key] = out.to(dev)
             return maps_cache[key]
 

@@ -9,11 +9,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .cells import ModelTask, RunConfig, Session, config_hash, failed_record, train_model
+from .cells import ModelTask, RunConfig, Session, cached_maps, config_hash, failed_record, train_model
 from .contracts import MetricInput
 from .evaluate import ModelEvaluation, score_rows
 from .store import CellRecord, Store
@@ -90,12 +89,14 @@ def seed_cells(session: Session, done: set[str]) -> Iterator[CellRecord]:
                                 ctx = explain_context(session, splits, t.seed)
                                 tgt = make_target(suite.target.kind, suite.target.classes, model, st.images,
                                                   st.labels, splits, dev)
-                                maps[t.seed] = session.make(e).explain(model, st.images.to(dev), tgt, ctx).detach()
+                                maps[t.seed] = cached_maps(session, t, model, e, session.make(e), st, "clean", tgt,
+                                                           ctx)
                             scores = metric.score(MetricInput(
                                 model=model, images=st.images.to(dev), labels=st.labels.to(dev),
                                 masks=st.masks.to(dev), target=tgt, context=ctx, seed_maps=maps,
                                 explainer_name=e.title, meta=st.meta, splits=splits))
                             rows, extras = score_rows(scores)
+                            yield from session.drain()
                             yield CellRecord(cid, "metric", keys, cid, cfg, "done", time.perf_counter() - t0, rows,
                                              extras, versions=versions, git_commit=session.git_commit)
                         except KeyboardInterrupt:
@@ -142,4 +143,4 @@ def _record(store: Store, rec: CellRecord, summary: Summary) -> None:
                               f"/{rec.keys.get('split')}/seed{rec.keys.get('seed')}: {rec.error}")
 
 
-__all__ = ["RunConfig", "Summary", "run_local", "model_tasks", "run_task", "seed_cells", "np"]
+__all__ = ["RunConfig", "Summary", "run_local", "model_tasks", "run_task", "seed_cells"]

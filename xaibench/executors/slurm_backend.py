@@ -1,0 +1,87 @@
+"""Slurm backend (submitit): one job array per stage, resources from the settings.
+
+Each job is a :class:`~xaibench.executors.jobs.Requeueable`: when Slurm preempts it or its
+time limit nears, submitit's signal handler resubmits the same callable and the job
+resumes from its result files. ``cluster = "local"`` runs the same jobs as local
+processes through submitit's local executor (how the tests exercise this path), with the
+array parallelism enforced by the driver.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import XaibenchError
+from .driver import Call, OnResult
+from .jobs import Requeueable
+from .settings import ExecutorSettings
+
+
+def submitit_folder(out: Path) -> Path:
+    return Path(out) / "executor" / "submitit"
+
+
+class SubmititBackend:
+    def __init__(self, settings: ExecutorSettings, out: Path) -> None:
+        import submitit
+
+        cluster = settings.cluster or "slurm"
+        if cluster == "slurm" and shutil.which("sbatch") is None:
+            raise XaibenchError("--executor slurm: sbatch is not on PATH (no Slurm here); run from a Slurm login "
+                                "node, or set cluster = \"local\" in the suite's [executor] table to test locally")
+        self.settings, self.cluster = settings, cluster
+        self.executor = submitit.AutoExecutor(folder=str(submitit_folder(out) / "%j"), cluster=cluster)
+
+    def params(self, stage: str) -> dict[str, Any]:
+        r = self.settings.for_stage(stage)
+        p: dict[str, Any] = {"name": f"xaibench-{stage}", "timeout_min": int(r.time_min), "gpus_per_node": int(r.gpus),
+                             "cpus_per_task": r.cpus, "mem_gb": r.mem_gb}
+        if self.cluster == "slurm":
+            p.update(slurm_partition=r.partition, slurm_array_parallelism=int(r.max_parallel),
+                     slurm_account=r.account, slurm_qos=r.qos, slurm_constraint=r.constraint,
+                     slurm_setup=list(r.setup) or None, slurm_additional_parameters=dict(r.additional) or None)
+        return {k: v for k, v in p.items() if v is not None}
+
+    def run(self, stage: str, calls: list[Call], on_result: OnResult, on_submit) -> None:
+        try:
+            self.executor.update_parameters(**self.params(stage))
+        except (ValueError, NameError, AssertionError) as exc:
+            raise XaibenchError(f"[executor] settings for stage {stage}: {exc}") from None
+        queue = list(calls)
+        running: list[tuple[Call, Any]] = []
+        limit = max(1, self.settings.for_stage(stage).max_parallel)
+        try:
+            if self.cluster == "slurm":  # one array; Slurm enforces the parallelism
+                with self.executor.batch():
+                    jobs = [self.executor.submit(Requeueable(c.fn, *c.args)) for c in queue]
+                running = list(zip(queue, jobs))
+                queue = []
+                for c, j in running:
+                    on_submit(c, j.job_id)
+            while queue or running:
+                while queue and len(running) < limit:  # local processes: the driver enforces it
+                    c = queue.pop(0)
+                    j = self.executor.submit(Requeueable(c.fn, *c.args))
+                    on_submit(c, j.job_id)
+                    running.append((c, j))
+                finished = [(c, j) for c, j in running if j.done()]
+                for c, j in finished:
+                    running.remove((c, j))
+                    try:
+                        res = j.result()
+                    except Exception as exc:  # noqa: BLE001 - reported, the run goes on
+                        on_result(c, exc)
+                        continue
+                    on_result(c, res)
+                if not finished:
+                    time.sleep(self.settings.poll_s)
+        except BaseException:
+            if self.cluster != "slurm":  # cluster jobs keep running and write their results; local ones stop
+                for _, j in running:
+                    j.cancel(check=False)
+            raise
+
+    def close(self) -> None:
+        pass

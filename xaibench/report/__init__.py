@@ -1,0 +1,72 @@
+"""``xaibench report``: a visual report of a results folder — the leaderboard tables and
+the figures a paper needs — as one self-contained HTML file plus every figure as PNG and
+PDF. Built only from what the run stored (the SQLite store, score extras, the map and model
+caches), so it can be regenerated at any time and never retrains anything. See
+``docs/report.md``."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .data import ReportData
+from .figures import Fig, Sink, agreement, metric_curves, sweep_curves, training_curves
+from .heatmaps import heatmap_grids
+from .html import page
+
+__all__ = ["build_report"]
+
+
+def _tables_html(out: Path, suite: str | None) -> tuple[str, str | None]:
+    from ..leaderboard.build import summary_of
+    from ..leaderboard.render import html_tables
+    from ..leaderboard.table import build_tables
+
+    tables = build_tables(summary_of(out, suite))
+    if not tables:
+        return "<p class='note'>No scored cells yet.</p>", "Leaderboard: no scored cells in the store"
+    return html_tables(tables), None
+
+
+def figures_index(folder: Path, sections: list[tuple[str, list[Fig]]]) -> Path:
+    """``figures/README.md``: every figure with its caption, for a published results folder."""
+    lines = ["# Figures", "", "Each figure as PNG (shown) and vector PDF. Regenerate with `xaibench report --out DIR`.", ""]
+    for name, figs in sections:
+        if figs:
+            lines += [f"## {name}", ""]
+            for f in figs:
+                lines += [f"### {f.title}", "", f"![{f.title}]({f.slug}.png)", "", f"{f.caption} [PDF]({f.slug}.pdf)", ""]
+    path = folder / "README.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def build_report(out: Path, suite: str | None = None, plugin_files: tuple[str, ...] = (), n_images: int = 4) -> Path:
+    """Write ``OUT/report/report.html`` and ``OUT/figures/*.{png,pdf}``; returns the HTML path."""
+    out = Path(out)
+    data = ReportData.load(out, suite)
+    sink = Sink(out / "figures")
+    tables, note = _tables_html(out, suite)
+    if note:
+        data.skip(*note.split(": ", 1))
+    curves = metric_curves(data, sink)
+    sections: list[tuple[str, list[Fig]]] = [
+        ("Heatmaps", heatmap_grids(data, sink, plugin_files, n_images)),
+        *[(title, curves.get(title, [])) for title in ("ΔT curves over q", "Deletion and insertion curves")],
+        ("Agreement between explainers", agreement(data, sink)),
+        ("Randomisation curves", curves.get("Randomisation curves", [])),
+        ("Positive controls: metrics over corruption strength", sweep_curves(data, sink, "dataset")),
+        ("Attack sweeps", sweep_curves(data, sink, "attack")),
+        ("Other metric curves", curves.get("Other metric curves", [])),
+        ("Training curves", training_curves(data, sink)),
+    ]
+    suites = sorted(set(data.cells["suite"].dropna()))
+    c = data.cells
+    meta = [f"suite{'s' if len(suites) > 1 else ''}: {', '.join(suites) or '–'}; "
+            f"{int((c['status'] == 'done').sum())} cells done, {int((c['status'] == 'failed').sum())} failed",
+            f"generated {time.strftime('%Y-%m-%d %H:%M')} by xaibench; figures as PNG and PDF in ../figures/"]
+    title = f"xaibench report: {', '.join(suites)}" if suites else "xaibench report"
+    dest = out / "report" / "report.html"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(page(title, meta, tables, sections, data.notes), encoding="utf-8")
+    figures_index(sink.folder, sections)
+    return dest

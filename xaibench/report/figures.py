@@ -1,0 +1,246 @@
+"""The report's figures (matplotlib, Agg): training curves, metric curves found in score
+extras (ΔT over q, deletion/insertion, randomisation with its pass line, any other curve),
+agreement matrices, and curves over swept options (positive-control strengths, poison
+rates). Every figure is saved as PNG and vector PDF; figures without data are skipped with
+a note instead of failing the report."""
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .data import Curve, ReportData, curves_in, matrices_in, sweeps  # noqa: E402
+
+MAX_PANELS = 12
+
+
+@dataclass(frozen=True)
+class Fig:
+    slug: str
+    title: str
+    caption: str
+    png: bytes
+
+
+class Sink:
+    """Saves each figure as ``FOLDER/<slug>.png`` and ``.pdf`` and keeps the PNG bytes."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.slugs: set[str] = set()
+
+    def save(self, fig: plt.Figure, slug: str, title: str, caption: str) -> Fig:
+        base = re.sub(r"[^A-Za-z0-9._-]+", "-", slug).strip("-")[:120] or "figure"
+        s, i = base, 2
+        while s in self.slugs:
+            s, i = f"{base}-{i}", i + 1
+        self.slugs.add(s)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
+        (self.folder / f"{s}.png").write_bytes(buf.getvalue())
+        fig.savefig(self.folder / f"{s}.pdf", bbox_inches="tight")
+        plt.close(fig)
+        return Fig(s, title, caption, buf.getvalue())
+
+
+def grid(n: int, ncols: int = 3, w: float = 4.2, h: float = 3.2):
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, h * nrows), squeeze=False, layout="constrained")
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def _colors(labels: list[str]) -> dict[str, tuple]:
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    return {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
+
+
+# --------------------------------------------------------------------------- training
+
+
+def training_curves(data: ReportData, sink: Sink) -> list[Fig]:
+    ex = data.extras[(data.extras["name"] == "history") & (data.extras["metric"] == "model")]
+    if ex.empty:
+        data.skip("Training curves", "no model histories in the store")
+        return []
+    figs = []
+    for (ds, bb), g in ex.groupby(["dataset", "backbone"], sort=False):
+        keys = [k for k in ("train_loss", "val_loss", "val_accuracy")
+                if any(isinstance(o, dict) and o.get(k) for o in g["obj"])]
+        if not keys:
+            continue
+        fig, axes = grid(len(keys), ncols=3, w=4.0, h=3.0)
+        attacks = list(dict.fromkeys(g["attack"]))
+        seeds = sorted(set(g["seed"]))
+        col = _colors(attacks)
+        for ax, k in zip(axes, keys):
+            for _, r in g.iterrows():
+                y = (r["obj"] or {}).get(k) or []
+                ax.plot(np.arange(1, len(y) + 1), y, ["-", "--", ":", "-."][seeds.index(r["seed"]) % 4],
+                        color=col[r["attack"]], alpha=0.85, lw=1.3, label=f"{r['attack']} seed {r['seed']}")
+            ax.set_xlabel("epoch")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.set_title(k.replace("_", " "))
+        axes[0].legend(fontsize=7)
+        fig.suptitle(f"Training: {ds} / {bb}")
+        figs.append(sink.save(fig, f"training-{ds}-{bb}", f"Training curves: {ds} / {bb}",
+                              "Per model (attack × seed): training loss, validation loss and validation accuracy "
+                              "per epoch; the weights of the best validation loss are kept."))
+    return figs
+
+
+# --------------------------------------------------------------------------- metric curves
+
+SECTIONS = (("ΔT curves over q", ("delta-t", "delta_t", "deltat", "δt", "Δt")),
+            ("Deletion and insertion curves", ("deletion", "insertion")),
+            ("Randomisation curves", ("random",)),
+            ("Other metric curves", ("",)))
+
+
+def section_of(metric: str) -> str:
+    m = metric.lower()
+    for title, keys in SECTIONS:
+        if any(k.lower() in m for k in keys) and not (title.startswith("Random") and m.startswith("random-map")):
+            return title
+    return SECTIONS[-1][0]
+
+
+def _mean_curves(rows: pd.DataFrame) -> dict[tuple[str, str], Curve]:
+    """(explainer, curve name) → curve averaged over seeds (and images)."""
+    acc: dict[tuple[str, str], list[Curve]] = {}
+    for _, r in rows.iterrows():
+        for c in curves_in(r["obj"], ""):
+            acc.setdefault((str(r["explainer"]), c.name or str(r["name"])), []).append(c)
+    out = {}
+    for k, cs in acc.items():
+        same = [c for c in cs if c.x == cs[0].x]
+        y = np.nanmean(np.vstack([c.y for c in same]), axis=0)
+        pls = [c.pass_line for c in same if c.pass_line is not None]
+        out[k] = Curve(cs[0].x, y, k[1], cs[0].xlabel, float(np.mean(pls)) if pls else None)
+    return out
+
+
+def metric_curves(data: ReportData, sink: Sink) -> dict[str, list[Fig]]:
+    ex = data.extras[~data.extras["metric"].isin(["model", "maps"])]
+    found: dict[str, list[Fig]] = {}
+    for metric, g in ex.groupby("metric", sort=False):
+        panels = []
+        for key, gp in g.groupby(["dataset", "backbone", "attack", "split"], sort=False):
+            curves = _mean_curves(gp)
+            if curves:
+                panels.append((key, curves))
+        if not panels:
+            continue
+        section = section_of(str(metric))
+        panels = panels[:MAX_PANELS]
+        fig, axes = grid(len(panels))
+        explainers = list(dict.fromkeys(e for _, cs in panels for e, _ in cs))
+        col = _colors(explainers)
+        styles = ["-", "--", ":", "-."]
+        for ax, ((ds, bb, at, sp), curves) in zip(axes, panels):
+            names = list(dict.fromkeys(n for _, n in curves))
+            for (e, n), c in curves.items():
+                numeric = all(isinstance(v, (int, float)) for v in c.x)
+                x = c.x if numeric else np.arange(len(c.x))
+                ax.plot(x, c.y, styles[names.index(n) % 4], color=col[e], marker="o", ms=3, lw=1.4,
+                        label=e if len(names) == 1 else f"{e} · {n}")
+                if not numeric:
+                    ax.set_xticks(np.arange(len(c.x)), [str(v) for v in c.x], rotation=45, ha="right", fontsize=7)
+                ax.set_xlabel(c.xlabel)
+            pls = [c.pass_line for c in curves.values() if c.pass_line is not None]
+            if pls:
+                ax.axhline(float(np.mean(pls)), color="k", ls="--", lw=1, label="pass line")
+            ax.set_title(f"{ds} / {bb}\nattack {at}" + (f" · {sp}" if sp != "clean" else ""), fontsize=9)
+            ax.set_ylabel(str(metric))
+        axes[0].legend(fontsize=7)
+        cap = f"{metric}: mean over images and seeds, one line per explainer."
+        if section.startswith("Random"):
+            cap += " The dashed line is the pass line: a sanity-passing explainer falls below it as layers are randomised."
+        found.setdefault(section, []).append(sink.save(fig, f"curves-{metric}", f"{metric}", cap))
+    for title, _ in SECTIONS[:3]:
+        if title not in found:
+            data.skip(title, "no metric in the store recorded these curves in its score extras")
+    return found
+
+
+def agreement(data: ReportData, sink: Sink) -> list[Fig]:
+    figs = []
+    ex = data.extras[~data.extras["metric"].isin(["model", "maps"])]
+    for (metric, ds, bb, at, sp), g in ex.groupby(["metric", "dataset", "backbone", "attack", "split"], sort=False):
+        mats = {}
+        for obj in g["obj"]:
+            for m in matrices_in(obj):
+                mats.setdefault((m.name, tuple(m.labels)), []).append(m.values)
+        if not mats:
+            continue
+        fig, axes = grid(len(mats), ncols=3, w=3.8, h=3.4)
+        for ax, ((name, labels), vals) in zip(axes, mats.items()):
+            a = np.nanmean(np.stack(vals), axis=0)
+            im = ax.imshow(a, cmap="viridis", vmin=min(0.0, float(np.nanmin(a))), vmax=1.0)
+            ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
+            ax.set_yticks(range(len(labels)), labels, fontsize=7)
+            if len(labels) <= 12:
+                for i in range(len(labels)):
+                    for j in range(len(labels)):
+                        ax.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                                color="w" if a[i, j] < 0.6 else "k")
+            ax.set_title(name, fontsize=9)
+            fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.suptitle(f"{metric}: {ds} / {bb} / attack {at}" + (f" · {sp}" if sp != "clean" else ""))
+        figs.append(sink.save(fig, f"agreement-{metric}-{ds}-{bb}-{at}-{sp}", f"{metric}: {ds} / {bb} / {at}",
+                              "Pairwise agreement between explainers on the same images (mean over seeds)."))
+    if not figs:
+        data.skip("Agreement matrix", "no metric in the store recorded an explainer × explainer matrix")
+    return figs
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def sweep_curves(data: ReportData, sink: Sink, kind: str) -> list[Fig]:
+    """Metric means over a swept option, one line per explainer (positive-control strength
+    for datasets, poison rate for attacks)."""
+    figs = []
+    v = data.values[~data.values["name"].str.contains("seconds", na=False)]
+    other = "attack" if kind == "dataset" else "dataset"
+    for name, option, members in sweeps(data, kind):
+        sub = v[v[kind].isin(members)].copy()
+        if sub.empty:
+            continue
+        sub["x"] = sub[kind].map(members)
+        sub["col"] = [n if s == "clean" else f"{n} [{s}]" for n, s in zip(sub["name"], sub["split"])]
+        sub["who"] = sub["explainer"].replace({"-": "model", "*": "all"})
+        for (bb, ot), g in sub.groupby(["backbone", other], sort=False):
+            cols = list(dict.fromkeys(g["col"]))[:MAX_PANELS]
+            fig, axes = grid(len(cols), ncols=4, w=3.6, h=2.9)
+            who = list(dict.fromkeys(g["who"]))
+            color = _colors(who)
+            for ax, c in zip(axes, cols):
+                m = g[g["col"] == c].groupby(["who", "x"])["value"].mean().reset_index()
+                for w, mw in m.groupby("who", sort=False):
+                    mw = mw.sort_values("x")
+                    ax.plot(mw["x"], mw["value"], "-o", ms=3, color=color[w], label=w)
+                ax.set_title(c, fontsize=8)
+                ax.set_xlabel(option)
+            axes[0].legend(fontsize=6)
+            what = "Positive controls" if kind == "dataset" else "Attack sweep"
+            fig.suptitle(f"{what}: {name} over {option} ({bb}, {other} {ot})")
+            cap = (f"Mean of each metric (over images and seeds) as {name}'s {option} grows, one line per explainer"
+                   + ("; a faithful explainer's localisation and ΔT rise monotonically with the strength of the "
+                      "injected signal." if kind == "dataset" else "."))
+            figs.append(sink.save(fig, f"sweep-{kind}-{name}-{option}-{bb}-{ot}", f"{what}: {name} over {option}", cap))
+    if not figs:
+        data.skip("Positive-control monotonicity" if kind == "dataset" else "Attack sweeps",
+                  f"no {kind} in the grid is swept over one numeric option")
+    return figs
