@@ -9,8 +9,9 @@ imputation is solved for a whole chunk at once (``_perturb.road_impute``: the sa
 system pytorch-grad-cam solves per image with a sparse direct solver).
 
 Options: ``percentiles`` — removed shares in percent (default 10, 20, …, 90, as
-pytorch-grad-cam); ``road_noise`` (default 0.01); ``filler`` (default ``road``; others for
-ablations); ``absolute``; ``seed``.
+pytorch-grad-cam); ``road_noise`` (default 0.01); ``tol`` — relative residual of the
+imputation solve (default 1e-4: about 1e-3 absolute, ten times below the noise);
+``filler`` (default ``road``; others for ablations); ``absolute``; ``seed``.
 
 Scores, per image, averaged over the percentiles, with ΔT = T(x) − T(imputed):
 ``road-morf`` (higher is better), ``road-lerf`` (lower is better) and ``road`` =
@@ -20,7 +21,7 @@ rank; pytorch-grad-cam thresholds at the p-th percentile, which may differ by a 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ class ROAD:
     blur_sigma: float = 3.0
     absolute: bool = False
     seed: int = 0
+    tol: float = 1e-4
     scope: str = "explanation"
 
     def __post_init__(self) -> None:
@@ -49,13 +51,14 @@ class ROAD:
         ok = len(p) > 0 and all(isinstance(v, (int, float)) and 0 < v < 100 for v in p)
         check(ok, "road", "percentiles", "a list of percentages strictly between 0 and 100", self.percentiles)
         Filler.make("road", self.filler, self.blur_sigma, self.road_noise)
+        check(isinstance(self.tol, (int, float)) and 0 < self.tol < 1, "road", "tol", "a number in (0, 1)", self.tol)
 
     def passes(self, n: int) -> int:
         return n * (1 + 2 * len(tuple(self.percentiles)))
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        filler = Filler.make("road", self.filler, self.blur_sigma, self.road_noise)
+        filler = replace(Filler.make("road", self.filler, self.blur_sigma, self.road_noise), tol=float(self.tol))
         pcts = [float(p) for p in (self.percentiles if isinstance(self.percentiles, (list, tuple)) else [self.percentiles])]
         x = inp.images
         n, _, h, w = x.shape
