@@ -53,7 +53,8 @@ def test_contract_shapes_dtypes_and_ranges(small):
         assert not torch.isnan(part.images).any()
         assert len(part.subject_ids) == n
         for key in ("hippocampal_volume", "age", "sex", "tiv"):
-            assert len(part.meta[key]) == n
+            assert len(part.meta[key]) == n and np.issubdtype(part.meta[key].dtype, np.number)
+        assert set(np.unique(part.meta["sex"])) <= {0.0, 1.0}  # 0 = female, 1 = male, as in nifti
     assert small.image_size == (32, 32)
     assert small.groups == ("normal", "atrophy") and small.roi_name == "hippocampus"
 
@@ -132,3 +133,15 @@ def test_bad_option_is_a_one_line_error(opts, word):
 def test_write_card_makes_a_png(tmp_path, small):
     path = write_card(small, tmp_path)
     assert path.suffix == ".png" and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_template_is_nilearns_mni152():
+    """The fast nibabel read gives exactly what nilearn's loader gives (offline)."""
+    from nilearn.datasets import load_mni152_template
+
+    from xaibench_plugins.datasets._hippocampus_sim import _raw_template
+
+    data, affine = _raw_template()
+    ref = load_mni152_template(resolution=1)
+    assert np.array_equal(data, np.asarray(ref.get_fdata(), np.float32))
+    assert np.allclose(affine, ref.affine)

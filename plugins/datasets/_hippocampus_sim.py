@@ -13,13 +13,15 @@ Chain for a pixel at native point ``P`` (mm, RAS):
 (template space, where the reference hippocampi live) → per-hemisphere atrophy map
 (the subject's hippocampus, thinner or thicker in cross-section than the reference, is
 mapped onto the reference ellipsoid; tissue around it follows smoothly) → sample.
-A thinner hippocampus gets a CSF shell around it, thicker the thinner it is (the widened
-temporal horn / choroid fissure that radiologists score as medial temporal atrophy).
+A thinner hippocampus gets a CSF shell over its upper half and sides, thicker the thinner
+it is (the widened temporal horn and choroid fissure that radiologists score as medial
+temporal atrophy; the parahippocampal white matter below stays).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -33,6 +35,7 @@ SIDE_FACTOR = {"left": 0.985, "right": 1.015}  # right hippocampus slightly larg
 GM_LEVEL, CSF_LEVEL = 0.55, 0.12  # template intensities painted for hippocampus / CSF
 PAINT = 0.6  # blend weight of the painted hippocampus over the template
 CSF_GAIN = 2.5  # CSF shell thickness (in ellipsoid radii) per unit of relative thinning
+WHITE_LEVEL = 0.85  # each image is rescaled so its 99th percentile sits here (before noise)
 TIV_REF = 1.45e6  # mm³, total intracranial volume at head scale 1
 
 # Field of view per plane: the two in-plane axes (RAS index, sign of the image's row/col
@@ -60,9 +63,30 @@ def _frame(side: str) -> np.ndarray:
 FRAMES = {s: _frame(s) for s in CENTROIDS}
 
 
+TEMPLATE_FILE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"  # what load_mni152_template reads
+
+
 @lru_cache(maxsize=1)
 def _raw_template() -> tuple[np.ndarray, np.ndarray]:
-    from nilearn.datasets import load_mni152_template  # ships with nilearn, no network
+    """nilearn's skull-stripped 1 mm MNI152 T1 template, rescaled to [0, 1] exactly as
+    ``nilearn.datasets.load_mni152_template`` does. The file ships with nilearn (no network);
+    we read it with nibabel when we can find it, because importing ``nilearn.datasets``
+    alone costs seconds, and fall back to nilearn's loader otherwise."""
+    import importlib.util
+
+    import nibabel as nib
+
+    spec = importlib.util.find_spec("nilearn")
+    path = None
+    if spec is not None and spec.submodule_search_locations:
+        candidate = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / TEMPLATE_FILE
+        path = candidate if candidate.is_file() else None
+    if path is not None:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        data /= data.max()
+        return data, np.asarray(img.affine)
+    from nilearn.datasets import load_mni152_template
 
     img = load_mni152_template(resolution=1)
     return np.asarray(img.get_fdata(), dtype=np.float32), np.asarray(img.affine)
@@ -193,6 +217,9 @@ def render(subj: Subject, plane: str, offsets: list[float], size: int, fov: floa
             width = CSF_GAIN * max(0.0, 1.0 / k - 1.0)  # widened CSF shell around a thin hippocampus
             if width > 0:
                 shell = np.clip((rho_s - 1.0) / 0.1, 0, 1) * np.clip((1.0 + width - rho_s) / 0.1 + 0.5, 0, 1)
+                rel = q - np.asarray(CENTROIDS[side])
+                up = rel[..., 2] / np.maximum(np.linalg.norm(rel, axis=-1), 1e-6)
+                shell = shell * np.clip((up + 0.3) / 0.6, 0, 1)  # above and beside it, not below
                 csf = np.maximum(csf, shell)
             near = ellipsoid_radius(q, side, 1.0) < 2.5
             src[near] = atrophy_map(q[near], side, k)
@@ -201,6 +228,7 @@ def render(subj: Subject, plane: str, offsets: list[float], size: int, fov: floa
         img = img * (1 - 0.85 * csf) + CSF_LEVEL * 0.85 * csf
         bias = np.exp(0.08 * (1 + deform / 3) * _smooth_field(rng, 1, size, 3)[0])
         img = img * bias
+        img *= WHITE_LEVEL / max(float(np.percentile(img, 99)), 1e-6)  # per-image gain, as scanners differ
         n1, n2 = rng.normal(0.0, noise, (2, size, size))
         img = np.sqrt((img + n1) ** 2 + n2**2)  # Rician magnitude noise, as in MR magnitude images
         images.append(np.clip(img, 0.0, 1.0).astype(np.float32))
