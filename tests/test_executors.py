@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,7 @@ def local_values(tmp_path_factory):
     return vals
 
 
+@pytest.mark.slow  # job processes each import torch and the plugins
 def test_submitit_local_executor_gives_exactly_the_local_values(local_values, tmp_path):
     out = tmp_path / "out"
     cfg = _cfg(out, seeds=[0])  # one model: two job processes (train, evaluate) keep the test short
@@ -81,6 +83,7 @@ def test_submitit_local_executor_gives_exactly_the_local_values(local_values, tm
     assert dict(st.jobs["train"]) == {"done": 1} and dict(st.jobs["evaluate"]) == {"done": 1}
 
 
+@pytest.mark.slow  # job processes each import torch and the plugins
 def test_dask_run_killed_midway_resumes_to_exactly_the_local_values(local_values, tmp_path):
     suite = tmp_path / "toy.toml"
     suite.write_text(
@@ -134,6 +137,15 @@ def test_job_skips_cells_with_result_files_and_rebuilds_a_lost_model_row(tmp_pat
     resubmission = requeued.checkpoint()  # what submitit runs after a preemption
     assert resubmission.function is requeued
     assert requeued().done == 0  # every cell has its result file: nothing is recomputed
+    # --force: stage 1 retrains, stage 2 reloads that model and recomputes maps and cells, same numbers
+    before = {c: read_pending(pending_dir(cfg.out) / f"{c}.pkl").values for c in ev.cells}
+    forced = replace(cfg, force=True)
+    assert train_job("train-x", forced, task, frozenset(), opts).done == 1
+    ev2 = eval_job("evaluate-x", forced, task, frozenset(), opts)
+    assert sorted(ev2.cells) == sorted(ev.cells)
+    after = {c: read_pending(pending_dir(cfg.out) / f"{c}.pkl").values for c in ev.cells}
+    strip = lambda rows: [r for r in rows if "seconds" not in r[0]]  # noqa: E731
+    assert all(strip(before[c]) == strip(after[c]) for c in before) and any(strip(v) for v in before.values())
 
 
 def test_settings_from_suite_table_and_flags():

@@ -102,8 +102,13 @@ def full_store(tmp_path_factory):
     return out
 
 
-def test_report_draws_every_figure_kind_as_png_and_pdf(full_store):
-    html_path = build_report(full_store, plugin_files=(str(TOY_PLUGIN),), n_images=2)
+@pytest.fixture(scope="module")
+def report_html(full_store):
+    return build_report(full_store, plugin_files=(str(TOY_PLUGIN),), n_images=2)
+
+
+def test_report_draws_every_figure_kind_as_png_and_pdf(full_store, report_html):
+    html_path = report_html
     assert html_path == full_store / "report" / "report.html"
     page = html_path.read_text()
     figs = full_store / "figures"
@@ -161,8 +166,8 @@ def test_missing_data_becomes_notes_not_errors(full_store, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (the CI script installs it)")
-def test_report_renders_in_headless_chromium(full_store, tmp_path):
-    html_path = build_report(full_store, plugin_files=(str(TOY_PLUGIN),), n_images=2)
+def test_report_renders_in_headless_chromium(full_store, report_html, tmp_path):
+    html_path = report_html
     n_tables = len(build_tables(summary_of(full_store)))
     probe = tmp_path / "probe.html"  # the report plus a script that inspects it once loaded
     probe.write_text(html_path.read_text().replace("</body>", """<script>

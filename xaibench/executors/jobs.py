@@ -205,7 +205,8 @@ def eval_job(key: str, cfg: RunConfig, task: ModelTask, done: frozenset[str], op
     def body(s: Session, have: set[str], res: JobResult) -> None:
         if cfg.force:
             # --force: the models were retrained by stage 1; load them, then recompute maps and cells
-            s.cfg = replace(cfg, force=False)
+            forced = s.cfg  # (with the worker's device)
+            s.cfg = replace(forced, force=False)
             for t in ([task, task.clean()] if task.attack.name != "none" else [task]):
                 try:
                     train_model(s, t)
@@ -213,7 +214,7 @@ def eval_job(key: str, cfg: RunConfig, task: ModelTask, done: frozenset[str], op
                     pass
             for r in s.drain():
                 _emit(s.cfg, r, res)
-            s.cfg = cfg
+            s.cfg = forced
         for rec in run_task(s, task, have):
             _emit(s.cfg, rec, res)
 
