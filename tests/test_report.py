@@ -49,6 +49,18 @@ def _metric(store, ds, at, seed, metric, explainer, split="clean", value=0.5, ex
                            rows, [(metric, None, extra)] if extra else []))
 
 
+def _delta_t(store, ds, at, seed, explainer, split, rng):
+    """As the delta-t plugin stores it: one score per q (``delta-t@5%``), the two drops in the extras."""
+    cfg = {"ds": ds, "at": at, "seed": seed, "metric": "delta-t", "explainer": explainer, "split": split}
+    cid = config_hash(cfg)
+    rows, extras = [], []
+    for q in (1, 5, 10, 20):
+        rows += [(f"delta-t@{q}%", None, i, float(rng.normal(q / 20, 0.1)), 0.0, True) for i in range(N_EVAL)]
+        extras.append((f"delta-t@{q}%", None, {"delta_top": q / 10, "delta_random": q / 40, "draws": 4}))
+    store.write(CellRecord(cid, "metric", _keys(ds, at, seed, explainer, "delta-t", split), cid, cfg, "done", 0.1,
+                           rows, extras))
+
+
 @pytest.fixture(scope="module")
 def full_store(tmp_path_factory):
     """A store with data for every figure: maps (clean and triggered), curves, matrices,
@@ -84,8 +96,7 @@ def full_store(tmp_path_factory):
                                  out / "cache" / "maps" / f"{mh}.pt")
                     store.write(CellRecord(f"maps-{mh}", "maps", _keys("toy-blobs", at, seed, e, "maps", sp), mh,
                                            mcfg, "done", 0.1, [("seconds_per_image", None, -1, 0.01, None, False)]))
-                    _metric(store, "toy-blobs", at, seed, "delta-t", e, sp, extra={
-                        "q": [1, 5, 10, 20], "delta_t": list(rng.random(4)), "random": list(rng.random(4))})
+                    _delta_t(store, "toy-blobs", at, seed, e, sp, rng)
                     _metric(store, "toy-blobs", at, seed, "deletion", e, sp, extra={
                         "fractions": [0, 0.25, 0.5, 1.0], "curve": rng.random((N_EVAL, 4)).tolist()})
                     _metric(store, "toy-blobs", at, seed, "randomization", e, sp, extra={
@@ -116,14 +127,14 @@ def test_report_draws_every_figure_kind_as_png_and_pdf(full_store, report_html):
     assert sorted(p.stem for p in figs.glob("*.pdf")) == slugs
     for p in figs.glob("*.pdf"):
         assert p.read_bytes()[:5] == b"%PDF-"
-    prefixes = {"heatmaps-toy-blobs-resnet18-none", "heatmaps-toy-blobs-resnet18-backdoor", "curves-delta-t",
+    prefixes = {"heatmaps-toy-blobs-resnet18-none", "heatmaps-toy-blobs-resnet18-backdoor", "curves-delta-t-over-q",
                 "curves-deletion", "curves-randomization", "agreement-agreement-toy-blobs-resnet18-none-clean",
                 "sweep-dataset-corrupted-control-strength", "training-toy-blobs-resnet18"}
     for p in prefixes:
         assert any(s.startswith(p) for s in slugs), (p, slugs)
     assert page.count("<img ") == len(slugs)  # every figure embedded, none only linked
     assert page.count("data:image/png;base64,") == len(slugs)
-    for title in ("ΔT curves over q", "Deletion and insertion curves", "Randomisation curves",
+    for title in ("ΔT curves over q", "Deletion, insertion and ROAD curves", "Randomisation curves",
                   "Agreement between explainers", "Positive controls", "Heatmaps", "Training curves"):
         assert f"{title}" in page
     assert "Not shown" in page and "Attack sweeps" in page  # the only absent kind is explained, not an error

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .data import ReportData
-from .figures import Fig, Sink, agreement, metric_curves, sweep_curves, training_curves
+from .figures import SECTIONS, Fig, Sink, agreement, metric_curves, sweep_curves, training_curves, value_curves
 from .heatmaps import heatmap_grids
 from .html import page
 
@@ -48,10 +48,15 @@ def build_report(out: Path, suite: str | None = None, plugin_files: tuple[str, .
     tables, note = _tables_html(out, suite)
     if note:
         data.skip(*note.split(": ", 1))
-    curves = metric_curves(data, sink)
+    curves = value_curves(data, sink)
+    for section, figs in metric_curves(data, sink).items():
+        curves.setdefault(section, []).extend(figs)
+    for title, _ in SECTIONS[:3]:
+        if title not in curves:
+            data.skip(title, "no metric in the store recorded these curves")
     sections: list[tuple[str, list[Fig]]] = [
         ("Heatmaps", heatmap_grids(data, sink, plugin_files, n_images)),
-        *[(title, curves.get(title, [])) for title in ("ΔT curves over q", "Deletion and insertion curves")],
+        *[(title, curves.get(title, [])) for title in ("ΔT curves over q", "Deletion, insertion and ROAD curves")],
         ("Agreement between explainers", agreement(data, sink)),
         ("Randomisation curves", curves.get("Randomisation curves", [])),
         ("Positive controls: metrics over corruption strength", sweep_curves(data, sink, "dataset")),

@@ -18,7 +18,7 @@ import pandas as pd
 from ..errors import XaibenchError
 
 X_KEYS = ("q", "qs", "fraction", "fractions", "steps", "step", "x", "layers", "layer", "levels", "strengths",
-          "strength", "percent", "percents", "sigma", "noise")
+          "strength", "percent", "percents", "percentiles", "sigma", "noise")
 PASS_KEYS = ("pass_line", "threshold", "random_similarity", "random_baseline", "baseline", "chance_line")
 LABEL_KEYS = ("explainers", "labels", "names")
 

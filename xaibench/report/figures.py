@@ -103,7 +103,7 @@ def training_curves(data: ReportData, sink: Sink) -> list[Fig]:
 # --------------------------------------------------------------------------- metric curves
 
 SECTIONS = (("ΔT curves over q", ("delta-t", "delta_t", "deltat", "δt", "Δt")),
-            ("Deletion and insertion curves", ("deletion", "insertion")),
+            ("Deletion, insertion and ROAD curves", ("deletion", "insertion", "road")),
             ("Randomisation curves", ("random",)),
             ("Other metric curves", ("",)))
 
@@ -168,9 +168,60 @@ def metric_curves(data: ReportData, sink: Sink) -> dict[str, list[Fig]]:
         if section.startswith("Random"):
             cap += " The dashed line is the pass line: a sanity-passing explainer falls below it as layers are randomised."
         found.setdefault(section, []).append(sink.save(fig, f"curves-{metric}", f"{metric}", cap))
-    for title, _ in SECTIONS[:3]:
-        if title not in found:
-            data.skip(title, "no metric in the store recorded these curves in its score extras")
+    return found
+
+
+AT_Q = re.compile(r"^(?P<base>.+)@(?P<q>[0-9]*\.?[0-9]+)%$")
+
+
+def value_curves(data: ReportData, sink: Sink) -> dict[str, list[Fig]]:
+    """Curves over q from score families named ``<metric>@<q>%`` (``delta-t@1%``, ``@5%``…):
+    mean ± 95% normal CI over images and seeds, one line per explainer; for ΔT also the
+    two drops it subtracts (top-q and random, from the extras) when stored."""
+    v = data.values
+    parsed = v["name"].str.extract(AT_Q.pattern)
+    v = v.assign(base=parsed["base"], q=pd.to_numeric(parsed["q"], errors="coerce")).dropna(subset=["base", "q"])
+    found: dict[str, list[Fig]] = {}
+    for base, g in v.groupby("base", sort=False):
+        if g["q"].nunique() < 2:
+            continue
+        panels = list(g.groupby(["dataset", "backbone", "attack", "split"], sort=False))[:MAX_PANELS]
+        ex = data.extras[data.extras["name"].str.startswith(f"{base}@", na=False)]
+        parts = ex.assign(top=[o.get("delta_top") if isinstance(o, dict) else None for o in ex["obj"]],
+                          rnd=[o.get("delta_random") if isinstance(o, dict) else None for o in ex["obj"]],
+                          q=pd.to_numeric(ex["name"].str.extract(AT_Q.pattern)["q"], errors="coerce")).dropna(
+            subset=["top", "rnd", "q"]) if not ex.empty else ex
+        rows = 2 if len(parts) else 1
+        fig, axes = grid(len(panels) * rows, ncols=len(panels) if rows == 2 and len(panels) <= 4 else 3)
+        explainers = list(dict.fromkeys(g["explainer"]))
+        col = _colors(explainers)
+        for k, ((ds, bb, at, sp), gp) in enumerate(panels):
+            ax = axes[k]
+            for e, ge in gp.groupby("explainer", sort=False):
+                st = ge.groupby("q")["value"].agg(["mean", "std", "count"]).reset_index().sort_values("q")
+                half = 1.96 * st["std"].fillna(0) / np.sqrt(st["count"].clip(lower=1))
+                ax.plot(st["q"], st["mean"], "-o", ms=3, color=col[e], label=e)
+                ax.fill_between(st["q"], st["mean"] - half, st["mean"] + half, color=col[e], alpha=0.12, lw=0)
+            ax.axhline(0, color="k", lw=0.6)
+            ax.set_xlabel("q (% of pixels removed)")
+            ax.set_ylabel(str(base))
+            ax.set_title(f"{ds} / {bb}\nattack {at}" + (f" · {sp}" if sp != "clean" else ""), fontsize=9)
+            if rows == 2:
+                ax2 = axes[len(panels) + k]
+                pp = parts[(parts["dataset"] == ds) & (parts["backbone"] == bb) & (parts["attack"] == at)
+                           & (parts["split"] == sp)]
+                for e, ge in pp.groupby("explainer", sort=False):
+                    m = ge.groupby("q")[["top", "rnd"]].mean().reset_index().sort_values("q")
+                    ax2.plot(m["q"], m["top"], "-o", ms=3, color=col.get(e, "k"), label=f"{e}: top-q")
+                    ax2.plot(m["q"], m["rnd"], ":", color=col.get(e, "k"), label=f"{e}: random")
+                ax2.set_xlabel("q (% of pixels removed)")
+                ax2.set_ylabel("drop of the target")
+                ax2.set_title("top-q (solid) vs random (dotted) removal", fontsize=9)
+        axes[0].legend(fontsize=7)
+        cap = (f"{base} over q: mean over images and seeds with a 95% confidence band, one line per explainer"
+               + ("; second row: the two drops it subtracts, removing the top-q attributed pixels vs q random "
+                  "pixels." if rows == 2 else "."))
+        found.setdefault(section_of(str(base)), []).append(sink.save(fig, f"curves-{base}-over-q", f"{base} over q", cap))
     return found
 
 
