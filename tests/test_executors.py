@@ -169,5 +169,8 @@ def test_slurm_without_slurm_is_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch anywhere
     with pytest.raises(XaibenchError, match="sbatch is not on PATH"):
         SubmititBackend(resolve("slurm", {}, None), tmp_path)
+    with pytest.raises(XaibenchError, match="sbatch is not on PATH"):
+        run_with("slurm", _cfg(tmp_path / "o", executor={}))  # fails before planning anything
+    assert not (tmp_path / "o").exists()
     with pytest.raises(XaibenchError, match="--executor 'ray'"):
         run_with("ray", _cfg(tmp_path / "o"))

@@ -49,4 +49,7 @@ def run_with(executor: str, cfg: RunConfig, args: Any = None) -> Summary:
         from .dask_backend import DaskBackend as backend
     else:
         from .slurm_backend import SubmititBackend as backend
+        from .slurm_backend import check_available
+
+        check_available(settings)  # before any planning work
     return run_distributed(cfg, settings, backend, worker_options(settings, auto))

@@ -23,14 +23,20 @@ def submitit_folder(out: Path) -> Path:
     return Path(out) / "executor" / "submitit"
 
 
+def check_available(settings: ExecutorSettings) -> str:
+    """The submitit cluster to use; a one-line error when Slurm is asked for but absent."""
+    cluster = settings.cluster or "slurm"
+    if cluster == "slurm" and shutil.which("sbatch") is None:
+        raise XaibenchError("--executor slurm: sbatch is not on PATH (no Slurm here); run from a Slurm login "
+                            "node, or set cluster = \"local\" in the suite's [executor] table to test locally")
+    return cluster
+
+
 class SubmititBackend:
     def __init__(self, settings: ExecutorSettings, out: Path) -> None:
         import submitit
 
-        cluster = settings.cluster or "slurm"
-        if cluster == "slurm" and shutil.which("sbatch") is None:
-            raise XaibenchError("--executor slurm: sbatch is not on PATH (no Slurm here); run from a Slurm login "
-                                "node, or set cluster = \"local\" in the suite's [executor] table to test locally")
+        cluster = check_available(settings)
         self.settings, self.cluster = settings, cluster
         self.executor = submitit.AutoExecutor(folder=str(submitit_folder(out) / "%j"), cluster=cluster)
 
