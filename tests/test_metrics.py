@@ -379,3 +379,16 @@ def test_bad_options_raise_one_line_errors(registry, name, options):
         registry.get("metric", name).factory(**options)
     msg = str(exc.value)
     assert name in msg and next(iter(options)) in msg and "\n" not in msg
+
+
+def test_unknown_option_names_list_the_allowed_ones(registry):
+    with pytest.raises(XaibenchError, match=r"metric delta-t: unknown option 'qs'; allowed: q, draws, filler"):
+        registry.get("metric", "delta-t").factory(qs=[0.1])
+
+
+@pytest.mark.parametrize("name", [n for n, s in SCOPES.items() if s == "explanation"])
+def test_maps_of_the_wrong_shape_are_refused(registry, name):
+    x = torch.rand(3, 1, H, W)
+    with pytest.raises(XaibenchError, match=f"metric {name}: attributions must be N×H×W = 3×{H}×{W}"):
+        registry.get("metric", name).factory().score(inp(torch.rand(3, H, 5), x=x, model=linear_model(),
+                                                         explainer=_Fixed(), meta={"hippocampal_volume": np.ones(3)}))

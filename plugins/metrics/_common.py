@@ -117,3 +117,33 @@ def nanmean(x: Any, axis: int | tuple[int, ...] | None = None) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(np.asarray(x, dtype=float), axis=axis)
+
+
+def factory(metric: str, cls: type) -> Any:
+    """``factory(**options)`` turning an unknown option name into a one-line error that
+    lists the allowed ones (``scope`` is not an option)."""
+    import dataclasses
+
+    allowed = [f.name for f in dataclasses.fields(cls) if f.name != "scope"]
+
+    def make(**options: Any) -> Any:
+        bad = sorted(set(options) - set(allowed))
+        if bad:
+            raise XaibenchError(f"metric {metric}: unknown option {bad[0]!r}; allowed: {', '.join(allowed)}")
+        return cls(**options)
+
+    make.__doc__ = cls.__doc__
+    return make
+
+
+def check_maps(metric: str, maps: Any, images: torch.Tensor, what: str = "attributions") -> torch.Tensor:
+    """The N×H×W map(s) of an input, checked against the images (one-line error otherwise)."""
+    n, h, w = images.shape[0], images.shape[-2], images.shape[-1]
+    if maps is None:
+        raise XaibenchError(f"metric {metric}: needs {what} (N×H×W maps); none were given")
+    if maps.dim() == 4 and maps.shape[1] == 1:
+        maps = maps[:, 0]
+    if tuple(maps.shape) != (n, h, w):
+        raise XaibenchError(f"metric {metric}: {what} must be N×H×W = {n}×{h}×{w} like the images, "
+                            f"got {'×'.join(map(str, maps.shape))}")
+    return maps

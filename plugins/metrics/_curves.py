@@ -16,7 +16,7 @@ import torch
 
 from xaibench.contracts import MetricInput, Score
 
-from ._common import check
+from ._common import check, check_maps
 from ._perturb import Filler, ProbabilityTarget, ordered_units, random_ranks, removal_scores
 
 OUTPUTS = ("target", "probability")
@@ -57,7 +57,7 @@ def curves(inp: MetricInput, spec: CurveSpec, filler: Filler, insertion: bool,
     """(curves N×(S+1), x-axis fractions S+1, random-order curves N×R×(S+1) or None)."""
     x = inp.images
     n, _, h, w = x.shape
-    a = inp.attributions.to(x.device).float()
+    a = check_maps("insertion" if insertion else "deletion", inp.attributions, x).to(x.device).float()
     rank, n_units = ordered_units(a.abs() if spec.absolute else a, spec.patch)
     rank = rank.reshape(n, -1)
     if spec.draws:

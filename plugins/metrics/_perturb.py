@@ -96,37 +96,44 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def _neighbours(u: torch.Tensor) -> torch.Tensor:
-    """Σ_n w_n u(p + n) over the 8 neighbours, zero outside the image (shifted slices:
-    several times faster than a 1-channel conv2d on CPU)."""
+    """Σ_n w_n u(p + n) over the 8 neighbours, zero outside the image. The stencil is
+    ([1 2 1]ᵀ[1 2 1] − 4δ) / 12, applied separably in place: several times faster than
+    a 1-channel conv2d on the CPU."""
     p = F.pad(u, (1, 1, 1, 1))
-    edge = p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
-    diag = p[..., :-2, :-2] + p[..., :-2, 2:] + p[..., 2:, :-2] + p[..., 2:, 2:]
-    return edge / 6 + diag / 12
+    r = p[..., :, :-2] + p[..., :, 2:]
+    r.add_(p[..., :, 1:-1], alpha=2)
+    c = r[..., :-2, :] + r[..., 2:, :]
+    c.add_(r[..., 1:-1, :], alpha=2)
+    return c.sub_(u, alpha=4).div_(12)
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("nchw,nchw->n", a, b).view(-1, 1, 1, 1)
 
 
 def _cg(x: torch.Tensor, m: torch.Tensor, u: torch.Tensor, tol: float, max_iter: int) -> torch.Tensor:
-    """Conjugate gradients on the removed pixels ``m`` (B×C×H×W, 1 = removed) from ``u``."""
-    known = 1 - m
+    """Conjugate gradients on the removed pixels ``m`` (B×C×H×W, 1 = removed) from ``u``
+    (in-place updates: the loop is bound by memory traffic, not arithmetic)."""
     s = _neighbours(torch.ones_like(x[:1]))  # in-bounds weight of each pixel
 
-    def op(v: torch.Tensor) -> torch.Tensor:
-        return (s * v - _neighbours(v)) * m
+    def op(v: torch.Tensor) -> torch.Tensor:  # (S − W) v on the removed pixels (v is 0 elsewhere)
+        return _neighbours(v).neg_().addcmul_(s, v).mul_(m)
 
-    b = _neighbours(x * known) * m
+    b = _neighbours(x * (1 - m)).mul_(m)
     u = u * m
     r = b - op(u)
-    p = r
-    rr = torch.einsum("nchw,nchw->n", r, r).view(-1, 1, 1, 1)
-    stop = (tol ** 2) * torch.einsum("nchw,nchw->n", b, b).view(-1, 1, 1, 1).clamp_min(1e-30)
+    p = r.clone()
+    rr = _dot(r, r)
+    stop = (tol ** 2) * _dot(b, b).clamp_min(1e-30)
     for _ in range(max_iter):
         if bool((rr <= stop).all()):
             break
         ap = op(p)
-        alpha = rr / torch.einsum("nchw,nchw->n", p, ap).view(-1, 1, 1, 1).clamp_min(1e-30)
-        u = u + alpha * p
-        r = r - alpha * ap
-        rr_new = torch.einsum("nchw,nchw->n", r, r).view(-1, 1, 1, 1)
-        p = r + (rr_new / rr.clamp_min(1e-30)) * p
+        alpha = rr / _dot(p, ap).clamp_min(1e-30)
+        u.addcmul_(alpha, p)
+        r.addcmul_(alpha, ap, value=-1)
+        rr_new = _dot(r, r)
+        p.mul_(rr_new / rr.clamp_min(1e-30)).add_(r)
         rr = rr_new
     return u
 
@@ -145,7 +152,7 @@ def road_impute(x: torch.Tensor, removed: torch.Tensor, tol: float = 1e-4, max_i
         pad = (0, w % 2, 0, h % 2)
         known = F.avg_pool2d(F.pad(1 - m, pad, mode="replicate"), 2)
         xc = F.avg_pool2d(F.pad(x * (1 - m), pad, mode="replicate"), 2) / known.clamp_min(1e-12)
-        coarse = road_impute(xc, known[:, 0] < 0.5, coarse_tol, max_iter, min_size, coarse_tol)
+        coarse = road_impute(xc, known[:, 0] == 0, coarse_tol, max_iter, min_size, coarse_tol)
         u = F.interpolate(coarse, scale_factor=2, mode="bilinear", align_corners=False)[..., :h, :w]
     else:
         u = torch.where(m > 0, x.mean(dim=(2, 3), keepdim=True).expand_as(x), x)

@@ -25,7 +25,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
-from ._common import check, fractions, iou_chance, nanmean, pct
+from ._common import check, check_maps, factory, fractions, iou_chance, nanmean, pct
 from ._similarity import spearman, topq_iou
 
 
@@ -45,7 +45,8 @@ class Agreement:
         names = list(inp.maps or {})
         if len(names) < 2:
             return []
-        maps = {k: (v.abs() if self.absolute else v).float() for k, v in inp.maps.items()}
+        maps = {k: check_maps("agreement", v, inp.images, f"maps[{k!r}]") for k, v in inp.maps.items()}
+        maps = {k: (v.abs() if self.absolute else v).float() for k, v in maps.items()}
         e = len(names)
         rho = np.full((e, e, len(maps[names[0]])), np.nan)
         iou = np.full_like(rho, np.nan)
@@ -94,4 +95,5 @@ def plot_matrix(extra: dict, path: str | Path, key: str = "spearman") -> Path:
 
 @xaibench.hookimpl
 def xaibench_metrics():
-    yield MetricRecord("agreement", "pairwise Spearman and top-q IoU between explainers on the same images", Agreement)
+    yield MetricRecord("agreement", "pairwise Spearman and top-q IoU between explainers on the same images",
+                       factory("agreement", Agreement))

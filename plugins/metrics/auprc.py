@@ -22,7 +22,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
-from ._common import as_masks, check, flat, mean_chance, nan_empty
+from ._common import as_masks, check, check_maps, factory, flat, mean_chance, nan_empty
 
 
 def average_precision(a: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -57,7 +57,7 @@ class AUPRC:
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        a = flat(inp.attributions)
+        a = flat(check_maps("auprc", inp.attributions, inp.images))
         if self.absolute:
             a = a.abs()
         m = flat(as_masks(inp.masks, a.shape[0]).to(a.device)).bool()
@@ -69,4 +69,5 @@ class AUPRC:
 
 @xaibench.hookimpl
 def xaibench_metrics():
-    yield MetricRecord("auprc", "pixel-level area under the precision-recall curve against the mask", AUPRC)
+    yield MetricRecord("auprc", "pixel-level area under the precision-recall curve against the mask",
+                       factory("auprc", AUPRC))

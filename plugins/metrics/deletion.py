@@ -25,6 +25,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
+from ._common import factory
 from ._curves import CurveSpec, curve_scores
 
 
@@ -43,4 +44,4 @@ class Deletion(CurveSpec):
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("deletion", "AUC of the target as the most attributed pixels are removed (lower is better)",
-                       Deletion)
+                       factory("deletion", Deletion))

@@ -31,7 +31,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
-from ._common import check, flat, fractions, pct, ranks_desc
+from ._common import check, check_maps, factory, flat, fractions, pct, ranks_desc
 from ._perturb import Filler, random_ranks, removal_scores, target_scores
 
 
@@ -61,7 +61,7 @@ class DeltaT:
         filler = Filler.make("delta-t", self.filler, self.blur_sigma, self.road_noise)
         x = inp.images
         n, _, h, w = x.shape
-        a = flat(inp.attributions.to(x.device))
+        a = flat(check_maps("delta-t", inp.attributions, x).to(x.device))
         ranks = ranks_desc(a.abs() if self.absolute else a)
         seed = int(inp.context.seed) * 1_000_003 + self.seed
         rand = random_ranks(n, self.draws, h * w, seed, x.device)
@@ -88,4 +88,5 @@ class DeltaT:
 
 @xaibench.hookimpl
 def xaibench_metrics():
-    yield MetricRecord("delta-t", "target drop removing the top-q attributed pixels minus removing random ones", DeltaT)
+    yield MetricRecord("delta-t", "target drop removing the top-q attributed pixels minus removing random ones",
+                       factory("delta-t", DeltaT))

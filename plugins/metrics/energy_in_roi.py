@@ -25,7 +25,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
-from ._common import as_masks, check, flat, mean_chance, nan_empty
+from ._common import as_masks, check, check_maps, factory, flat, mean_chance, nan_empty
 
 MODES = ("positive", "absolute", "signed")
 
@@ -49,7 +49,7 @@ class EnergyInROI:
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        a = flat(inp.attributions)
+        a = flat(check_maps("energy-in-roi", inp.attributions, inp.images))
         m = flat(as_masks(inp.masks, a.shape[0]).to(a.device))
         area = m.sum(1)
         vals = nan_empty(mass_share(a, m, self.mode), area)
@@ -59,4 +59,5 @@ class EnergyInROI:
 
 @xaibench.hookimpl
 def xaibench_metrics():
-    yield MetricRecord("energy-in-roi", "share of (positive) attribution mass inside the mask", EnergyInROI)
+    yield MetricRecord("energy-in-roi", "share of (positive) attribution mass inside the mask",
+                       factory("energy-in-roi", EnergyInROI))

@@ -26,7 +26,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
-from ._common import check
+from ._common import check, factory
 
 SPLITS = ("given", "train", "val", "test", "all")
 
@@ -86,4 +86,4 @@ class GroupStatistic:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("group-statistic", "distance between group means of the embeddings, permutation p-value",
-                       GroupStatistic)
+                       factory("group-statistic", GroupStatistic))

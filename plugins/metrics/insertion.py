@@ -16,6 +16,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
+from ._common import factory
 from ._curves import CurveSpec, curve_scores
 
 
@@ -35,4 +36,4 @@ class Insertion(CurveSpec):
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("insertion", "AUC of the target as the most attributed pixels are inserted (higher is better)",
-                       Insertion)
+                       factory("insertion", Insertion))

@@ -29,7 +29,8 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
-from ._common import as_masks, check, flat, fractions, iou_chances, mean_chance, nan_empty, pct, topk_mask
+from ._common import (as_masks, check, check_maps, factory, flat, fractions, iou_chances, mean_chance,
+                      nan_empty, pct, topk_mask)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class IoU:
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        a = flat(inp.attributions)
+        a = flat(check_maps("iou", inp.attributions, inp.images))
         if self.absolute:
             a = a.abs()
         m = flat(as_masks(inp.masks, a.shape[0]).to(a.device)).bool()
@@ -71,4 +72,5 @@ def iou_scores(a: torch.Tensor, m: torch.Tensor, qs: tuple[float, ...] | None, n
 
 @xaibench.hookimpl
 def xaibench_metrics():
-    yield MetricRecord("iou", "IoU of the top-q attributed pixels with the mask (q = mask area)", IoU)
+    yield MetricRecord("iou", "IoU of the top-q attributed pixels with the mask (q = mask area)",
+                       factory("iou", IoU))

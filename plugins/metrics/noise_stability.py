@@ -26,7 +26,7 @@ from xaibench.contracts import MetricInput, Score
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import MetricRecord
 
-from ._common import check, nanmean
+from ._common import check, check_maps, factory, nanmean
 from ._similarity import minmax, spearman, ssim
 
 NOISES = ("uniform", "gaussian")
@@ -61,7 +61,8 @@ class NoiseStability:
     def score(self, inp: MetricInput) -> list[Score]:
         if inp.explainer is None:
             raise XaibenchError("metric noise-stability: needs the explainer to re-explain noisy images")
-        x, a = inp.images, inp.attributions.to(inp.images.device).float()
+        x = inp.images
+        a = check_maps("noise-stability", inp.attributions, x).to(x.device).float()
         n, r = x.shape[0], self.draws
         xn = noisy_copies(x, r, float(self.radius), self.noise, int(inp.context.seed) * 1_000_003 + self.seed)
         idx = torch.arange(n, device=x.device).repeat(r)
@@ -81,4 +82,4 @@ class NoiseStability:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("noise-stability", "similarity of maps under small input noise, and max-sensitivity",
-                       NoiseStability)
+                       factory("noise-stability", NoiseStability))

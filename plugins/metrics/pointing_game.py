@@ -29,7 +29,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
-from ._common import as_masks, check, flat, mean_chance, nan_empty
+from ._common import as_masks, check, check_maps, factory, flat, mean_chance, nan_empty
 
 
 def dilate(masks: torch.Tensor, radius: float) -> torch.Tensor:
@@ -55,7 +55,7 @@ class PointingGame:
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        attr = inp.attributions
+        attr = check_maps("pointing-game", inp.attributions, inp.images)
         masks = as_masks(inp.masks, attr.shape[0]).to(attr.device)
         a = flat(attr).abs() if self.absolute else flat(attr)
         area = flat(masks).sum(1)
@@ -70,4 +70,5 @@ class PointingGame:
 
 @xaibench.hookimpl
 def xaibench_metrics():
-    yield MetricRecord("pointing-game", "share of maps whose maximum falls inside the mask", PointingGame)
+    yield MetricRecord("pointing-game", "share of maps whose maximum falls inside the mask",
+                       factory("pointing-game", PointingGame))

@@ -35,7 +35,7 @@ from xaibench.contracts import Classifier, MetricInput, Score
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import MetricRecord
 
-from ._common import check, nanmean
+from ._common import check, check_maps, factory, nanmean
 from ._similarity import SIMILARITIES
 
 GRANULARITIES = ("stage", "module")
@@ -104,7 +104,7 @@ class Randomization:
             raise XaibenchError("metric randomization: needs the explainer to re-explain under randomised models")
         sim = SIMILARITIES[self.similarity]
         prep = (lambda t: t.abs()) if self.absolute else (lambda t: t)
-        a = prep(inp.attributions.to(inp.images.device).float())
+        a = prep(check_maps("randomization", inp.attributions, inp.images).to(inp.images.device).float())
         labels, sims = [], []
         for label, rnd in cascade(inp.model, self.granularity, self.seed):
             ar = inp.explainer.explain(rnd, inp.images, inp.target, inp.context).detach().float()
@@ -115,7 +115,7 @@ class Randomization:
     def score(self, inp: MetricInput) -> list[Score]:
         labels, sims = self.curve(inp)
         sim = SIMILARITIES[self.similarity]
-        a = inp.attributions.to(inp.images.device).float()
+        a = check_maps("randomization", inp.attributions, inp.images).to(inp.images.device).float()
         base = random_pair_baseline(a.abs() if self.absolute else a, sim, self.baseline_draws,
                                     int(inp.context.seed) + self.seed)
         curve = nanmean(sims, 0)
@@ -130,4 +130,4 @@ class Randomization:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("randomization", "cascading parameter randomisation: do maps degrade below random pairs?",
-                       Randomization)
+                       factory("randomization", Randomization))

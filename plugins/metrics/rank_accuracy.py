@@ -24,7 +24,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
-from ._common import as_masks, check, flat, mean_chance, nan_empty, topk_mask
+from ._common import as_masks, check, check_maps, factory, flat, mean_chance, nan_empty, topk_mask
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class RankAccuracy:
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        a = flat(inp.attributions)
+        a = flat(check_maps("rank-accuracy", inp.attributions, inp.images))
         if self.absolute:
             a = a.abs()
         m = flat(as_masks(inp.masks, a.shape[0]).to(a.device)).bool()
@@ -55,4 +55,5 @@ class RankAccuracy:
 
 @xaibench.hookimpl
 def xaibench_metrics():
-    yield MetricRecord("rank-accuracy", "share of the top-|mask| attributed pixels inside the mask", RankAccuracy)
+    yield MetricRecord("rank-accuracy", "share of the top-|mask| attributed pixels inside the mask",
+                       factory("rank-accuracy", RankAccuracy))

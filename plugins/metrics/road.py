@@ -31,7 +31,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
-from ._common import check, flat, ranks_desc
+from ._common import check, check_maps, factory, flat, ranks_desc
 from ._perturb import Filler, removal_scores, target_scores
 
 
@@ -62,7 +62,7 @@ class ROAD:
         pcts = [float(p) for p in (self.percentiles if isinstance(self.percentiles, (list, tuple)) else [self.percentiles])]
         x = inp.images
         n, _, h, w = x.shape
-        a = flat(inp.attributions.to(x.device))
+        a = flat(check_maps("road", inp.attributions, x).to(x.device))
         ranks = ranks_desc(a.abs() if self.absolute else a)
         ks = torch.tensor([max(1, int(round(p / 100 * h * w))) for p in pcts], device=x.device)
         npc = len(pcts)
@@ -87,4 +87,5 @@ class ROAD:
 
 @xaibench.hookimpl
 def xaibench_metrics():
-    yield MetricRecord("road", "ROAD: target drop under noisy linear imputation, MoRF vs LeRF", ROAD)
+    yield MetricRecord("road", "ROAD: target drop under noisy linear imputation, MoRF vs LeRF",
+                       factory("road", ROAD))

@@ -33,7 +33,7 @@ from xaibench.contracts import MetricInput, Score
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import MetricRecord
 
-from ._common import as_masks, check, flat
+from ._common import as_masks, check, check_maps, factory, flat
 from .energy_in_roi import MODES, mass_share
 
 NOT_COVARIATES = ("group", "groups", "label", "labels", "subject", "subject_id", "subject_ids", "split")
@@ -105,7 +105,7 @@ class ROIVolume:
         if self.volume_key not in meta:
             raise XaibenchError(f"metric roi-volume: the dataset gives no per-image {self.volume_key!r} "
                                 f"(meta has: {', '.join(sorted(meta)) or 'nothing'}); set volume_key")
-        a = flat(inp.attributions)
+        a = flat(check_maps("roi-volume", inp.attributions, inp.images))
         m = flat(as_masks(inp.masks, a.shape[0]).to(a.device))
         energy = mass_share(a, m, self.mode).cpu().numpy()
         vol = np.asarray(meta[self.volume_key], float)
@@ -130,4 +130,4 @@ class ROIVolume:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("roi-volume", "association of ROI attribution with ROI volume (partial r, permutation p)",
-                       ROIVolume)
+                       factory("roi-volume", ROIVolume))

@@ -20,7 +20,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
-from ._common import check, fractions, iou_chance, nanmean, pairs, pct
+from ._common import check, check_maps, factory, fractions, iou_chance, nanmean, pairs, pct
 from ._similarity import minmax, spearman, ssim, topq_iou
 
 
@@ -36,7 +36,8 @@ class SeedStability:
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        maps = {s: (m.abs() if self.absolute else m).float() for s, m in (inp.seed_maps or {}).items()}
+        maps = {s: check_maps("seed-stability", m, inp.images, f"seed_maps[{s}]") for s, m in (inp.seed_maps or {}).items()}
+        maps = {s: (m.abs() if self.absolute else m).float() for s, m in maps.items()}
         seeds = sorted(maps)
         if len(seeds) < 2:
             return []
@@ -56,4 +57,5 @@ class SeedStability:
 
 @xaibench.hookimpl
 def xaibench_metrics():
-    yield MetricRecord("seed-stability", "similarity of one explainer's maps across training seeds", SeedStability)
+    yield MetricRecord("seed-stability", "similarity of one explainer's maps across training seeds",
+                       factory("seed-stability", SeedStability))
