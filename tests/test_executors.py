@@ -148,6 +148,42 @@ def test_job_skips_cells_with_result_files_and_rebuilds_a_lost_model_row(tmp_pat
     assert all(strip(before[c]) == strip(after[c]) for c in before) and any(strip(v) for v in before.values())
 
 
+def slow_cells(folder: Path, n: int) -> int:
+    """A stand-in job: writes ``n`` result files one by one, skipping those that exist (as the
+    real jobs skip cells with result files); returns how many this attempt wrote."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "attempts", "a") as f:
+        f.write("start\n")
+    wrote = 0
+    for i in range(n):
+        p = folder / f"cell{i}"
+        if not p.exists():
+            time.sleep(0.4)
+            p.write_text("done")
+            wrote += 1
+    return wrote
+
+
+@pytest.mark.slow  # two job processes
+def test_preempted_submitit_job_is_requeued_and_resumes(tmp_path):
+    import submitit
+
+    ex = submitit.AutoExecutor(folder=str(tmp_path / "submitit" / "%j"), cluster="local")
+    ex.update_parameters(timeout_min=10)
+    cells = tmp_path / "cells"
+    job = ex.submit(Requeueable(slow_cells, cells, 8))
+    deadline = time.time() + 120
+    while time.time() < deadline and not (cells / "cell1").exists() and not job.done():
+        time.sleep(0.05)
+    assert not job.done(), job.stderr()
+    task = subprocess.run(["pgrep", "-P", str(job._process.pid)], capture_output=True, text=True).stdout.split()
+    os.kill(int(task[0]), signal.SIGUSR2)  # what Slurm sends before preempting or at the time limit
+    wrote_after_requeue = job.result()
+    assert (cells / "attempts").read_text().count("start") == 2  # requeued once, by submitit
+    assert sorted(p.name for p in cells.glob("cell*")) == [f"cell{i}" for i in range(8)]
+    assert 0 < wrote_after_requeue < 8  # the requeued job resumed: it skipped what was done before
+
+
 def test_settings_from_suite_table_and_flags():
     args = argparse.Namespace(partition="gpu", gpus=1, cpus=None, mem_gb=None, time_min=None, max_parallel=None,
                               workers=None, dask_address=None)
