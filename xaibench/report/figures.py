@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .data import Curve, ReportData, curves_in, matrices_in, sweeps  # noqa: E402
+from .data import Curve, ReportData, curves_in, matrices_in, model_options, sweeps  # noqa: E402
 
 MAX_PANELS = 12
 
@@ -70,33 +70,39 @@ def _colors(labels: list[str]) -> dict[str, tuple]:
 
 
 def training_curves(data: ReportData, sink: Sink) -> list[Fig]:
+    """One figure per dataset plugin × backbone (a swept dataset's entries share one), a
+    line per model: colour = dataset entry and attack, line style = seed."""
     ex = data.extras[(data.extras["name"] == "history") & (data.extras["metric"] == "model")]
     if ex.empty:
         data.skip("Training curves", "no model histories in the store")
         return []
+    family = {t: name for t, (name, _) in model_options(data, "dataset").items()}
+    ex = ex.assign(family=[family.get(d, d) for d in ex["dataset"]])
     figs = []
-    for (ds, bb), g in ex.groupby(["dataset", "backbone"], sort=False):
+    for (fam, bb), g in ex.groupby(["family", "backbone"], sort=False):
         keys = [k for k in ("train_loss", "val_loss", "val_accuracy")
                 if any(isinstance(o, dict) and o.get(k) for o in g["obj"])]
         if not keys:
             continue
         fig, axes = grid(len(keys), ncols=3, w=4.0, h=3.0)
-        attacks = list(dict.fromkeys(g["attack"]))
+        several = g["dataset"].nunique() > 1
+        who = [f"{d} · {a}" if several else a for d, a in zip(g["dataset"], g["attack"])]
         seeds = sorted(set(g["seed"]))
-        col = _colors(attacks)
+        col = _colors(list(dict.fromkeys(who)))
         for ax, k in zip(axes, keys):
-            for _, r in g.iterrows():
+            for w_, (_, r) in zip(who, g.iterrows()):
                 y = (r["obj"] or {}).get(k) or []
                 ax.plot(np.arange(1, len(y) + 1), y, ["-", "--", ":", "-."][seeds.index(r["seed"]) % 4],
-                        color=col[r["attack"]], alpha=0.85, lw=1.3, label=f"{r['attack']} seed {r['seed']}")
+                        color=col[w_], alpha=0.85, lw=1.3, label=f"{w_} seed {r['seed']}")
             ax.set_xlabel("epoch")
             ax.xaxis.get_major_locator().set_params(integer=True)
             ax.set_title(k.replace("_", " "))
-        axes[0].legend(fontsize=7)
-        fig.suptitle(f"Training: {ds} / {bb}")
-        figs.append(sink.save(fig, f"training-{ds}-{bb}", f"Training curves: {ds} / {bb}",
-                              "Per model (attack × seed): training loss, validation loss and validation accuracy "
-                              "per epoch; the weights of the best validation loss are kept."))
+        axes[0].legend(fontsize=6 if len(g) > 8 else 7)
+        fig.suptitle(f"Training: {fam} / {bb}")
+        figs.append(sink.save(fig, f"training-{fam}-{bb}", f"Training curves: {fam} / {bb}",
+                              "One line per model (colour: " + ("dataset entry and " if several else "")
+                              + "attack; style: seed): training loss, validation loss and validation accuracy per "
+                              "epoch; the weights of the best validation loss are kept."))
     return figs
 
 
