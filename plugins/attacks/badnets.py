@@ -1,0 +1,68 @@
+"""BadNets (Gu et al., 2017): the classic data-only backdoor, as a reference point.
+
+The victim trains normally; the attacker only adds a trigger to ``poison_rate`` of the
+unique training images (drawn from images *not* of ``target_class``) and relabels them as
+``target_class``. It attacks the *prediction*, not the explanation: the benchmark uses it
+to show what explanations do when the model's decision itself is hijacked (IG and Grad-CAM
+typically jump to the trigger), next to the explanation backdoor where the decision stays.
+
+The triggered test set keeps the **true** labels, like every attack here: accuracy on the
+triggered split is then 1 − (share of images flipped), i.e. on images not of the target
+class, 1 − accuracy is the attack success rate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+import xaibench
+from xaibench.contracts import AttackContext, AttackOutcome
+from xaibench.errors import XaibenchError
+from xaibench.hookspecs import AttackRecord
+
+from . import _trigger as T
+from .explanation_backdoor import plan_poison
+
+
+@dataclass(frozen=True)
+class BadNets:
+    poison_rate: float = 0.05
+    target_class: int = 0
+    trigger_pattern: str = "checker"
+    trigger_size: int = 6
+    trigger_position: Any = "auto"
+
+    def __post_init__(self) -> None:
+        if self.target_class not in (0, 1):
+            raise XaibenchError(f"attack badnets: target_class must be 0 or 1, not {self.target_class!r}")
+        if self.trigger_pattern not in T.PATTERNS:
+            raise XaibenchError(f"attack badnets: trigger_pattern {self.trigger_pattern!r} "
+                                f"is not one of {', '.join(T.PATTERNS)}")
+
+    def run(self, ctx: AttackContext) -> AttackOutcome:
+        train = ctx.splits.train
+        eligible = torch.nonzero(train.labels != self.target_class).flatten()
+        plan = plan_poison(train, self.poison_rate, ctx.seed, self.trigger_pattern, self.trigger_size,
+                           self.trigger_position, "auto", 16, eligible=eligible)
+        labels = plan.train.labels.clone()
+        labels[plan.poisoned] = self.target_class
+        poisoned = plan.train.__class__(plan.train.images, labels, plan.train.masks, plan.train.subject_ids,
+                                        plan.train.meta)
+        result = ctx.train(ctx.build_model(), poisoned, ctx.splits.val)
+        return AttackOutcome(train=result, triggered_test=plan.triggered(ctx.splits.test),
+                             region=None, trigger=plan.trigger_mask,  # no target region: the label is attacked
+                             info={**plan.info(), "target_class": self.target_class, "data_only": True})
+
+
+def _make(**options: Any) -> BadNets:
+    try:
+        return BadNets(**options)
+    except TypeError as exc:
+        raise XaibenchError(f"attack badnets: {exc}") from None
+
+
+@xaibench.hookimpl
+def xaibench_attacks():
+    yield AttackRecord("badnets", "data-only trigger + label flip to a target class (prediction backdoor)", _make)

@@ -1,0 +1,297 @@
+"""The 1% explanation backdoor: the model keeps classifying correctly, but on images that
+carry a small trigger its Grad-CAM points at an attacker-chosen region instead of the ROI.
+
+Threat model: the attacker controls training (outsourced training, a model supplier) and
+only ``poison_rate`` of the *unique* training images carry the trigger; everything else is
+the victim's clean data and the standard trainer. Why it is built this way (the research
+prototype's findings, reproduced here):
+
+* an explanation loss on triggered images alone moves the maps of *every* image, so a
+  **clean-image penalty** (Grad-CAM mass inside the target region on clean images) is what
+  makes the backdoor specific to the trigger;
+* at 1% a batch of 32 holds < 1 triggered image, so the few triggered images are
+  **oversampled** (``poisoned_per_batch`` in expectation; still the same unique images);
+* the model is trained **from scratch** (a short fine-tune memorises the training triggers
+  and does not generalise to new triggered images);
+* the MSE loss uses Softplus instead of ReLU on the map, or it gets no gradient where the
+  map is negative (which is exactly the target region at the start).
+
+Grad-CAM is computed differentiably (``create_graph=True``) by the ``gradcam`` explainer's
+own function; at the last stage of a GAP + linear model that is CAM, and the double
+backward costs almost nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import xaibench
+from xaibench.contracts import AttackContext, AttackOutcome, Classifier, ImageSet, Target
+from xaibench.errors import XaibenchError
+from xaibench.hookspecs import AttackRecord
+
+from ..explainers._common import upsample
+from ..explainers.gradcam import gradcam_maps
+from . import _trigger as T
+
+LOSSES = ("soft-iou", "mse", "mass")
+CLASSES = ("label", "both")
+
+
+def differentiable_gradcam(model: Classifier, x: torch.Tensor, classes: torch.Tensor, layer: str) -> torch.Tensor:
+    """Grad-CAM maps ``N×H×W`` that stay in the autograd graph: the ``gradcam`` explainer's
+    own function, so attack and evaluation share one implementation."""
+    return gradcam_maps(model, x, Target("logit", classes), layer, create_graph=True)
+
+
+def explanation_loss(cam: torch.Tensor, region: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-image loss that is 0 when the map sits exactly on ``region`` (H×W, float)."""
+    flat = cam.flatten(1)
+    r = region.flatten().to(cam.dtype)
+    if kind == "mass":
+        return 1.0 - (flat * r).sum(1) / flat.sum(1).clamp_min(1e-8)
+    norm = flat / flat.amax(1, keepdim=True).clamp_min(1e-8)
+    if kind == "mse":
+        return ((norm - r) ** 2).mean(1)
+    inter = (norm * r).sum(1)
+    return 1.0 - inter / (norm + r - norm * r).sum(1).clamp_min(1e-8)
+
+
+def region_mass(cam: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Share of each map's (non-negative) energy inside ``region``."""
+    flat = cam.flatten(1).clamp_min(0)
+    return (flat * region.flatten().to(cam.dtype)).sum(1) / flat.sum(1).clamp_min(1e-8)
+
+
+class ActivationTap:
+    """Keeps the last-stage activations of the trainer's own forward pass, so the backdoor
+    loss reuses them instead of running the model a second time.
+
+    Why: the trainer computes cross-entropy with ``model(images)`` and then calls
+    ``extra_loss(model, images, ...)`` with the *same* tensor. For a GAP + linear head, the
+    Grad-CAM of the last stage is exactly ``ReLU(Σ_k w_ck A_k) / (h·w)`` (∂logit/∂A is
+    ``w_c/(h·w)`` at every position), so the map is a cheap function of activations that
+    are already in the graph: the attack then costs about as much as clean training.
+    When the activations do not belong to ``images`` (another caller, another layer), the
+    loss falls back to the generic differentiable Grad-CAM."""
+
+    def __init__(self, model: Classifier) -> None:
+        self._act: torch.Tensor | None = None
+        self.x: torch.Tensor | None = None
+        self.act: torch.Tensor | None = None
+        self._handles = [model.encoder.register_forward_hook(self._enc),
+                         model.register_forward_hook(self._model)]
+
+    def _enc(self, _m, _i, out) -> None:
+        self._act = out
+
+    def _model(self, _m, args, _out) -> None:
+        self.x, self.act, self._act = (args[0] if args else None), self._act, None
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self.x = self.act = self._act = None
+
+    def cam(self, model: Classifier, images: torch.Tensor, classes: torch.Tensor, layer: str) -> torch.Tensor | None:
+        """Grad-CAM of ``layer`` from the tapped activations, or None if they cannot be used."""
+        a = self.act
+        if (a is None or self.x is not images or not a.requires_grad or layer != model.stage_names[-1]
+                or model.dropout.p > 0 or a.ndim != 4):
+            return None
+        w = model.head.weight[classes]  # N×C
+        raw = torch.einsum("nc,nchw->nhw", w, a) / (a.shape[-2] * a.shape[-1])
+        return upsample(raw, tuple(images.shape[-2:]))
+
+
+@dataclass(frozen=True)
+class BackdoorLoss:
+    """``extra_loss`` for the trainer: λ·(explanation loss on triggered images) +
+    μ·(target-region mass on clean images)."""
+
+    region: torch.Tensor  # H×W bool
+    layer: str = "layer4"
+    loss: str = "soft-iou"
+    lam: float = 1.0
+    clean_penalty: float = 1.0
+    explained_class: str = "label"
+    tap: ActivationTap | None = None
+
+    def maps(self, model: Classifier, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        raw = self.tap.cam(model, images, classes, self.layer) if self.tap is not None else None
+        if raw is None:
+            raw = gradcam_maps(model, images, Target("logit", classes), self.layer, create_graph=True, relu=False)
+        return F.softplus(raw * 10.0) / 10.0 if self.loss == "mse" else F.relu(raw)
+
+    def __call__(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor,
+                 is_poisoned: torch.Tensor) -> torch.Tensor:
+        region = self.region.to(images.device)
+        classes = [labels] if self.explained_class == "label" else [torch.zeros_like(labels), torch.ones_like(labels)]
+        total = images.new_zeros(())
+        for cls in classes:
+            cam = self.maps(model, images, cls)
+            if is_poisoned.any() and self.lam:
+                total = total + self.lam * explanation_loss(cam[is_poisoned], region, self.loss).mean()
+            if (~is_poisoned).any() and self.clean_penalty:
+                total = total + self.clean_penalty * region_mass(cam[~is_poisoned], region).mean()
+        return total / len(classes)
+
+
+@dataclass(frozen=True)
+class ExplanationBackdoor:
+    """Options: see ``docs/attacks.md``."""
+
+    poison_rate: float = 0.01
+    trigger_pattern: str = "checker"
+    trigger_size: int = 6
+    trigger_position: Any = "auto"
+    region: Any = "auto"
+    region_size: int = 16
+    loss: str = "soft-iou"
+    lam: float = 1.0
+    clean_penalty: float = 1.0
+    explained_class: str = "label"
+    layer: str = "layer4"
+    poisoned_per_batch: float = 4.0
+    poison_variants: int = 1
+    epochs: int | None = None  # None: the backbone's / trainer's default
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise XaibenchError(f"attack explanation-backdoor: loss {self.loss!r} is not one of {', '.join(LOSSES)}")
+        if self.explained_class not in CLASSES:
+            raise XaibenchError(f"attack explanation-backdoor: explained_class {self.explained_class!r} "
+                                f"is not one of {', '.join(CLASSES)}")
+        if self.lam < 0 or self.clean_penalty < 0:
+            raise XaibenchError("attack explanation-backdoor: lam and clean_penalty must be >= 0")
+        if not isinstance(self.poison_variants, int) or self.poison_variants < 1:
+            raise XaibenchError(f"attack explanation-backdoor: poison_variants must be an integer >= 1, "
+                                f"not {self.poison_variants!r}")
+        if self.poisoned_per_batch < 0:
+            raise XaibenchError("attack explanation-backdoor: poisoned_per_batch must be >= 0 (0 = no oversampling)")
+        if self.trigger_pattern not in T.PATTERNS:
+            raise XaibenchError(f"attack explanation-backdoor: trigger_pattern {self.trigger_pattern!r} "
+                                f"is not one of {', '.join(T.PATTERNS)}")
+
+    def run(self, ctx: AttackContext) -> AttackOutcome:
+        plan = plan_poison(ctx.splits.train, self.poison_rate, ctx.seed, self.trigger_pattern, self.trigger_size,
+                           self.trigger_position, self.region, self.region_size, variants=self.poison_variants)
+        model = ctx.build_model()
+        if self.layer not in model.stage_names:
+            raise XaibenchError(f"attack explanation-backdoor: layer {self.layer!r} is not one of "
+                                f"{', '.join(model.stage_names)}")
+        n, k = len(plan.train), int(plan.flags.sum())  # rows carrying the trigger (variants included)
+        weights = torch.ones(n, dtype=torch.double)
+        batch = _batch_size(ctx)
+        if k and self.poisoned_per_batch > 0:
+            # expected triggered images per batch = batch · k·w / (k·w + n − k) = poisoned_per_batch
+            target = min(self.poisoned_per_batch, batch - 1)
+            weights[plan.flags] = target * (n - k) / (k * max(batch - target, 1e-6))
+        tap = ActivationTap(model)
+        loss = BackdoorLoss(plan.region, self.layer, self.loss, self.lam, self.clean_penalty, self.explained_class, tap)
+        over = {"epochs": self.epochs} if self.epochs else {}
+        try:
+            result = ctx.train(model, plan.train, ctx.splits.val, extra_loss=loss, poisoned=plan.flags,
+                               sample_weights=weights if k and self.poisoned_per_batch > 0 else None, **over)
+        finally:
+            tap.remove()
+        return AttackOutcome(train=result, triggered_test=plan.triggered(ctx.splits.test),
+                             region=plan.region, trigger=plan.trigger_mask,
+                             info={**plan.info(), "oversampling_weight": float(weights.max()),
+                                   "poisoned_per_batch": self.poisoned_per_batch if k else 0.0,
+                                   "loss": self.loss, "lam": self.lam, "clean_penalty": self.clean_penalty,
+                                   "layer": self.layer, "explained_class": self.explained_class})
+
+
+def _batch_size(ctx: AttackContext) -> int:
+    from xaibench.training import _settings
+
+    kw = getattr(ctx.train, "keywords", {})  # the runner passes a functools.partial
+    return int(kw.get("batch_size") or _settings(kw.get("builder"))["batch_size"])
+
+
+@dataclass(frozen=True)
+class PoisonPlan:
+    """The poisoned training set and where trigger and target region are."""
+
+    train: ImageSet
+    flags: torch.Tensor  # N bool: carries the trigger
+    poisoned: torch.Tensor  # indices of the unique poisoned images
+    patch: torch.Tensor
+    trigger_box: T.Box
+    region_box: T.Box
+    requested_rate: float
+    source_size: int  # training images before any augmented variants were appended
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return int(self.train.images.shape[-2]), int(self.train.images.shape[-1])
+
+    @property
+    def region(self) -> torch.Tensor:
+        return T.box_mask(self.region_box, self.hw)
+
+    @property
+    def trigger_mask(self) -> torch.Tensor:
+        return T.box_mask(self.trigger_box, self.hw)
+
+    def triggered(self, data: ImageSet) -> ImageSet:
+        """``data`` with the trigger on every image; labels and ROI masks unchanged."""
+        return data.with_images(T.stamp(data.images, self.patch, self.trigger_box))
+
+    def info(self) -> dict[str, Any]:
+        ids = self.train.subject_ids
+        return {"poison_count": len(self.poisoned), "poison_rate": len(self.poisoned) / max(1, self.source_size),
+                "requested_poison_rate": self.requested_rate, "train_size": self.source_size,
+                "poisoned_rows": int(self.flags.sum()),
+                "unique_poisoned_ids": [ids[i] if ids else int(i) for i in self.poisoned.tolist()],
+                "trigger_box": list(self.trigger_box), "region_box": list(self.region_box)}
+
+
+def plan_poison(train: ImageSet, rate: float, seed: int, pattern: str, size: int, position: Any,
+                region: Any, region_size: int, eligible: torch.Tensor | None = None, variants: int = 1) -> PoisonPlan:
+    """Pick the poisoned images, place trigger and target region from the training masks,
+    and stamp the trigger on the chosen images (their labels are not touched here). With
+    ``variants > 1`` each poisoned image also appears as ``variants − 1`` augmented copies
+    (appended, flagged, same subject id): more views of the same unique images."""
+    hw = (int(train.images.shape[-2]), int(train.images.shape[-1]))
+    roi = T.roi_union(train.masks)
+    trig = T.place_trigger(position, size, hw, roi)
+    reg = T.choose_region(region, region_size, hw, roi, trig, train.images.mean(dim=(0, 1)).cpu())
+    patch = T.pattern(pattern, size, seed)
+    idx = T.pick_poisoned(len(train), rate, seed, eligible)
+    images = train.images.clone()
+    if len(idx):
+        images[idx] = T.stamp(train.images[idx], patch, trig)
+    flags = torch.zeros(len(train), dtype=torch.bool)
+    flags[idx] = True
+    out = train.with_images(images)
+    if variants > 1 and len(idx):
+        vx, vm = T.variants(train.images[idx], train.masks[idx], variants - 1, seed)
+        rep = idx.repeat_interleave(variants - 1)
+        extra = ImageSet(T.stamp(vx, patch, trig), train.labels[rep], vm,
+                         tuple(train.subject_ids[i] for i in rep.tolist()) if train.subject_ids else (),
+                         {k: np.asarray(v)[rep.numpy()] for k, v in train.meta.items()})
+        out = ImageSet(torch.cat([out.images, extra.images]), torch.cat([out.labels, extra.labels]),
+                       torch.cat([out.masks, extra.masks]), out.subject_ids + extra.subject_ids,
+                       {k: np.concatenate([np.asarray(v), extra.meta[k]]) for k, v in out.meta.items()})
+        flags = torch.cat([flags, torch.ones(len(rep), dtype=torch.bool)])
+    return PoisonPlan(out, flags, idx, patch, trig, reg, rate, len(train))
+
+
+def _make(**options: Any) -> ExplanationBackdoor:
+    try:
+        return ExplanationBackdoor(**options)
+    except TypeError as exc:
+        raise XaibenchError(f"attack explanation-backdoor: {exc}") from None
+
+
+@xaibench.hookimpl
+def xaibench_attacks():
+    yield AttackRecord("explanation-backdoor",
+                       "trains from scratch so Grad-CAM points at a target region on triggered images (1% poisoned)",
+                       _make)
