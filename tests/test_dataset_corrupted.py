@@ -2,6 +2,8 @@
 region, group A is the untouched source, strength 0 changes nothing, bad options fail."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -122,6 +124,7 @@ def test_pairings_and_determinism(cache):
         assert not set(ids[lab == 0]) & set(ids[lab == 1])
         assert abs(int(lab.sum()) - int((lab == 0).sum())) <= 1
     assert dis.card["source_card"]["dataset"] == "synthetic-hippocampus"
+    assert json.loads(json.dumps(dis.card))["options"]["pairing"] == "disjoint"  # stored with results
 
 
 @pytest.mark.parametrize("opts, word", [

@@ -2,6 +2,8 @@
 simulated atrophy, subject-level split, cache and option errors."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -95,6 +97,7 @@ def test_split_subject_level_disjoint_balanced(tmp_path):
         # both slices of a subject stay together
         assert all(part.subject_ids.count(s) == 2 for s in set(part.subject_ids))
     assert sp.card["sizes"]["train"] == {"subjects": 60, "images": 120, "group_B_subjects": 30}
+    assert json.loads(json.dumps(sp.card))["split_fractions"] == [0.6, 0.2, 0.2]  # stored with results
 
 
 def test_cache_file_is_used_and_a_broken_one_rebuilt(tmp_path):

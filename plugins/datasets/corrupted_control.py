@@ -11,7 +11,8 @@ Corruptions (``strength`` is one value; sweep it with several dataset entries):
   research notes' control; default 1);
 * ``blur`` — Gaussian blur with σ = ``strength`` pixels inside the patch, feathered edges
   (default 2);
-* ``attenuate`` — the patch multiplied by ``1 − strength``, feathered edges (default 0.5);
+* ``attenuate`` — the patch multiplied by ``1 − strength``, feathered edges (default 0.5;
+  the default corruption, since a small model learns it at moderate strengths);
 * ``topk`` — the top ``strength`` fraction of pixels (default 0.05) of a *model-free*
   reference map (``reference``, default ``edge``) zeroed. Model-based references are
   refused: training a model only to choose pixels would make the control depend on it.
@@ -65,7 +66,7 @@ def _registry():
 class CorruptedControl:
     source: str = "synthetic-hippocampus"
     source_options: Mapping[str, Any] = field(default_factory=dict)
-    corruption: str = "blur"
+    corruption: str = "attenuate"
     strength: float | None = None
     location: str = "roi"
     patch_size: float = 32.0
@@ -260,4 +261,5 @@ def make(**options) -> CorruptedControl:
 @xaibench.hookimpl
 def xaibench_datasets():
     yield DatasetRecord(NAME, "positive control: group B = group A with a known region corrupted (wraps a dataset)",
-                        make, version=VERSION)
+                        make, version=VERSION,
+                        conformance={"source_options": {"n_subjects": 20, "image_size": 32}})
