@@ -66,8 +66,20 @@ def ranks_desc(a: torch.Tensor) -> torch.Tensor:
 
 
 def topk_mask(a: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Per-image top-``k[i]`` pixels of ``a`` (N×P) as a bool N×P mask, in one sort."""
-    return ranks_desc(a) < k.view(-1, 1).to(a.device)
+    """Per-image top-``k[i]`` pixels of ``a`` (N×P) as a bool N×P mask; ties at the k-th
+    value are broken by pixel index, as :func:`ranks_desc` orders them. One ``topk`` of
+    the largest k instead of a full sort: several times faster for small ROIs."""
+    k = k.view(-1, 1).to(a.device).clamp(0, a.shape[1])
+    kmax = int(k.max()) if k.numel() else 0
+    if kmax == 0:
+        return torch.zeros_like(a, dtype=torch.bool)
+    vals = torch.topk(a, kmax, dim=1, sorted=True).values
+    thr = vals.gather(1, (k - 1).clamp_min(0))
+    greater = a > thr
+    eq = a == thr
+    need = k - greater.sum(1, keepdim=True)
+    mask = greater | (eq & (eq.cumsum(1) <= need))
+    return mask & (k > 0)
 
 
 def nan_empty(values: torch.Tensor, area: torch.Tensor) -> np.ndarray:
@@ -117,6 +129,15 @@ def nanmean(x: Any, axis: int | tuple[int, ...] | None = None) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(np.asarray(x, dtype=float), axis=axis)
+
+
+def nanmax(x: Any, axis: int | None = None) -> np.ndarray:
+    """``np.nanmax`` without the all-NaN warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmax(np.asarray(x, dtype=float), axis=axis)
 
 
 def factory(metric: str, cls: type) -> Any:

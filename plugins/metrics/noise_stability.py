@@ -26,7 +26,7 @@ from xaibench.contracts import MetricInput, Score
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import MetricRecord
 
-from ._common import check, check_maps, factory, nanmean
+from ._common import check, check_maps, factory, nanmax, nanmean
 from ._similarity import minmax, spearman, ssim
 
 NOISES = ("uniform", "gaussian")
@@ -72,11 +72,11 @@ class NoiseStability:
         ss = ssim(minmax(ar), minmax(an)).view(r, n)
         num = (ar - an).reshape(r * n, -1).double().norm(dim=1).view(r, n)
         den = a.reshape(n, -1).double().norm(dim=1)
-        sens = (num / den).cpu().numpy()
+        sens = torch.where(den > 0, num / den, torch.nan).cpu().numpy()  # an all-zero map: undefined
         return [Score("noise-stability-spearman", nanmean(rho.cpu().numpy(), 0), True, chance=0.0,
                       extra={"noise": self.noise, "radius": float(self.radius), "draws": r}),
                 Score("noise-stability-ssim", nanmean(ss.cpu().numpy(), 0), True),
-                Score("max-sensitivity", np.nanmax(sens, 0), False)]
+                Score("max-sensitivity", nanmax(sens, 0), False)]
 
 
 @xaibench.hookimpl
