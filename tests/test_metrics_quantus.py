@@ -219,7 +219,7 @@ def test_road_imputation_equals_pytorch_grad_cam():
     ref = torch.stack([NoisyLinearImputer(noise=0)(x[i], (~removed[i]).float()) for i in range(3)])
     np.testing.assert_allclose(_np(road_impute(x, removed, tol=1e-8)), _np(ref), atol=1e-5)
     # the default tolerance stays an order of magnitude below ROAD's noise (0.01)
-    assert (road_impute(x, removed) - ref).abs().max() < 2e-3
+    assert (road_impute(x, removed) - ref).abs().max() < 1e-3
     # noise lands only on removed pixels
     noisy = Filler("road", noise=0.01).apply(x, removed, None, torch.Generator().manual_seed(0))
     assert torch.equal(noisy[~removed.unsqueeze(1)], x[~removed.unsqueeze(1)])
