@@ -200,6 +200,38 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
         np.random.set_state(np_state)
 
 
+class RowBatcher:
+    """Collect per-image rows (``K×…`` tensors tagged with their image index) and hand them
+    out in batches of exactly ``size`` rows (the last may be smaller), across image
+    boundaries, so sampling methods fill every model pass whatever the samples per image."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, int(size))
+        self._idx: list[torch.Tensor] = []
+        self._rows: list[tuple[torch.Tensor, ...]] = []
+        self._n = 0
+
+    def add(self, image: int, *rows: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Add rows of one image; yield every full batch ``(image_index, *rows)``."""
+        self._idx.append(torch.full((rows[0].shape[0],), image, dtype=torch.long, device=rows[0].device))
+        self._rows.append(rows)
+        self._n += rows[0].shape[0]
+        while self._n >= self.size:
+            yield self._take(self.size)
+
+    def flush(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        while self._n > 0:
+            yield self._take(min(self._n, self.size))
+
+    def _take(self, k: int) -> tuple[torch.Tensor, ...]:
+        idx = torch.cat(self._idx)
+        cols = [torch.cat(c) for c in zip(*self._rows)]
+        self._idx = [idx[k:]] if idx.shape[0] > k else []
+        self._rows = [tuple(c[k:] for c in cols)] if idx.shape[0] > k else []
+        self._n -= k
+        return (idx[:k], *(c[:k] for c in cols))
+
+
 def input_gradient(model: Classifier, x: torch.Tensor, target: Target, chunk_size: int) -> torch.Tensor:
     """d target / d x (``N×1×H×W``), chunked; parameters are not differentiated."""
     out = torch.empty_like(x)

@@ -67,4 +67,5 @@ class IG:
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("ig", "Integrated Gradients (captum; zeros, mean or blurred baseline)", factory("ig", IG))
+    yield ExplainerRecord("ig", "Integrated Gradients (captum; zeros, mean or blurred baseline)", factory("ig", IG),
+                          conformance={"steps": 4})

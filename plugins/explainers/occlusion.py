@@ -54,4 +54,5 @@ class Occlusion:
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("occlusion", "sliding-window occlusion (captum)", factory("occlusion", Occlusion))
+    yield ExplainerRecord("occlusion", "sliding-window occlusion (captum)", factory("occlusion", Occlusion),
+                          conformance={"window": 16, "stride": 16})

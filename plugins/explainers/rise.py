@@ -81,4 +81,5 @@ class Rise:
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("rise", "RISE: random smooth masks, batched", factory("rise", Rise))
+    yield ExplainerRecord("rise", "RISE: random smooth masks, batched", factory("rise", Rise),
+                          conformance={"masks": 32})

@@ -1,32 +1,40 @@
-"""SmoothGrad (Smilkov et al., 2017) through captum's ``NoiseTunnel``: the mean of a base
-attribution over ``samples`` copies of the image with Gaussian noise added.
+"""SmoothGrad (Smilkov et al., 2017): captum ``NoiseTunnel``'s smoothgrad, computed in batches.
 
+The mean of a base attribution over ``samples`` copies of the image with Gaussian noise added.
 Base (``base``): ``saliency`` (the signed input gradient, or its magnitude with
 ``absolute = true`` taken per sample before averaging, as in the paper's figures) or ``ig``
-(Integrated Gradients from a zero baseline with ``ig_steps`` steps). Noise σ = ``noise`` × the
-input range, where the range is the contract's intensity range [0, 1] (so σ is the same for
-every image and does not depend on which images share a batch); ``noise`` 0.15 by default
+(captum Integrated Gradients from a zero baseline with ``ig_steps`` steps on each noisy copy).
+Noise σ = ``noise`` × the input range, where the range is the contract's intensity range
+[0, 1] (so σ is the same for every image whatever shares its batch); ``noise`` 0.15 by default
 (the paper recommends 10–20 %). Signed unless ``absolute``; one input channel, no reduction.
 
-Determinism without disturbing the caller: captum draws noise from torch's global generator,
-so each image is explained in its own call with the global state seeded from
-(``context.seed``, image index) and restored afterwards. Samples per model pass =
-``min(samples, chunk_size)``; results do not depend on ``chunk_size`` as long as
-``samples ≤ chunk_size`` (captum draws noise per pass).
+Why not call ``NoiseTunnel`` directly: it draws the noise from torch's *global* generator
+for the whole batch at once, so results would depend on which images share a call (and on
+the caller's random state); calling it image by image makes every pass ``samples`` rows
+long (6× slower than captum on a batch in our benchmark). So each image's noise is drawn
+exactly as a one-image ``NoiseTunnel`` call draws it after
+``torch.manual_seed(image_seed(seed, i))``, from a private generator on the CPU, and the
+noisy copies of all images are pushed through the model in full passes of ``chunk_size``.
+Tested equal to captum's per-image call with those seeds; independent of ``chunk_size``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-from captum.attr import IntegratedGradients, NoiseTunnel
-from captum.attr import Saliency as CaptumSaliency
+from captum.attr import IntegratedGradients
 
 import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import ScoreModel, check, check_input, factory, image_seed, seeded
+from ._common import RowBatcher, ScoreModel, check, check_input, factory, image_seed
+
+
+def smoothgrad_noise(seed: int, index: int, samples: int, shape: tuple[int, ...], sigma: float) -> torch.Tensor:
+    """Image ``index``'s noise ``samples×shape`` as NoiseTunnel draws it after ``torch.manual_seed``."""
+    g = torch.Generator().manual_seed(image_seed(seed, index))
+    return torch.normal(0, torch.tensor(sigma).repeat((samples, *shape)), generator=g)
 
 
 @dataclass(frozen=True)
@@ -49,24 +57,34 @@ class SmoothGrad:
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
         check_input("smoothgrad", x)
-        fwd = ScoreModel(model, target)
-        nt = NoiseTunnel(CaptumSaliency(fwd) if self.base == "saliency" else IntegratedGradients(fwd))
-        per_pass = min(self.samples, context.chunk_size)
-        extra = ({"abs": self.absolute} if self.base == "saliency"
-                 else {"n_steps": self.ig_steps, "internal_batch_size": context.chunk_size})
-        cls = target.classes.to(x.device)
-        out = torch.empty(x.shape[0], *x.shape[-2:], device=x.device)
+        x = x.detach()
+        out = torch.zeros(x.shape[0], *x.shape[-2:], device=x.device)
+        sigma = float(self.noise) * 1.0  # × the [0, 1] intensity range
+        batcher = RowBatcher(context.chunk_size)
+        ig = IntegratedGradients(ScoreModel(model, target)) if self.base == "ig" else None
+
+        def run(idx: torch.Tensor, rows: torch.Tensor) -> None:
+            t = target.subset(idx.to(target.classes.device))
+            if ig is not None:
+                a = ig.attribute(rows, baselines=torch.zeros_like(rows), target=t.classes.to(rows.device),
+                                 n_steps=self.ig_steps, internal_batch_size=context.chunk_size)
+            else:
+                rows = rows.requires_grad_(True)
+                (a,) = torch.autograd.grad(t(model, rows).sum(), rows)
+                a = a.abs() if self.absolute else a
+            out.index_add_(0, idx, a.detach().sum(dim=1))
+
         with torch.enable_grad():
             for i in range(x.shape[0]):
-                with seeded(image_seed(context.seed, i), x.device):
-                    a = nt.attribute(x[i:i + 1].detach(), nt_type="smoothgrad", nt_samples=self.samples,
-                                     nt_samples_batch_size=per_pass, stdevs=float(self.noise) * 1.0,
-                                     target=cls[i:i + 1], **extra)
-                out[i] = a.detach().sum(dim=1)[0]
-        return out.float()
+                noise = smoothgrad_noise(context.seed, i, self.samples, tuple(x.shape[1:]), sigma)
+                for batch in batcher.add(i, x[i:i + 1] + noise.to(x.device, x.dtype)):
+                    run(*batch)
+            for batch in batcher.flush():
+                run(*batch)
+        return (out / self.samples).float()
 
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("smoothgrad", "SmoothGrad (captum NoiseTunnel over the gradient or IG)",
-                          factory("smoothgrad", SmoothGrad))
+    yield ExplainerRecord("smoothgrad", "SmoothGrad (captum NoiseTunnel's definition, batched; gradient or IG)",
+                          factory("smoothgrad", SmoothGrad), conformance={"samples": 3})
