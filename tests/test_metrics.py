@@ -392,3 +392,21 @@ def test_maps_of_the_wrong_shape_are_refused(registry, name):
     with pytest.raises(XaibenchError, match=f"metric {name}: attributions must be N×H×W = 3×{H}×{W}"):
         registry.get("metric", name).factory().score(inp(torch.rand(3, H, 5), x=x, model=linear_model(),
                                                          explainer=_Fixed(), meta={"hippocampal_volume": np.ones(3)}))
+
+
+def test_noise_stability_spearman_and_ssim_match_scipy_and_skimage():
+    from skimage.metrics import structural_similarity
+
+    from xaibench_plugins.metrics._similarity import minmax
+    from xaibench_plugins.metrics.noise_stability import noisy_copies
+
+    n, r = 4, 3
+    x = torch.rand(n, 1, H, W, generator=torch.Generator().manual_seed(10))
+    a = _Image().explain(None, x, None, None)
+    s = {v.name: v.values for v in NoiseStability(draws=r, seed=5).score(inp(a, x=x, explainer=_Image()))}
+    noisy = noisy_copies(x, r, 0.05, "uniform", 5)[:, 0].view(r, n, H, W)
+    rho = [[spearmanr(a[i].flatten(), noisy[d, i].flatten())[0] for d in range(r)] for i in range(n)]
+    np.testing.assert_allclose(s["noise-stability-spearman"], np.mean(rho, 1), atol=1e-9)
+    ss = [[structural_similarity(minmax(a[i:i + 1])[0].numpy(), minmax(noisy[d, i:i + 1])[0].numpy(), data_range=1.0)
+           for d in range(r)] for i in range(n)]
+    np.testing.assert_allclose(s["noise-stability-ssim"], np.mean(ss, 1), atol=1e-9)

@@ -27,7 +27,7 @@ from xaibench.errors import XaibenchError
 from xaibench.hookspecs import MetricRecord
 
 from ._common import check, check_maps, factory, nanmax, nanmean
-from ._similarity import minmax, spearman, ssim
+from ._similarity import average_ranks, minmax, pearson, ssim
 
 NOISES = ("uniform", "gaussian")
 
@@ -66,9 +66,11 @@ class NoiseStability:
         n, r = x.shape[0], self.draws
         xn = noisy_copies(x, r, float(self.radius), self.noise, int(inp.context.seed) * 1_000_003 + self.seed)
         idx = torch.arange(n, device=x.device).repeat(r)
-        an = inp.explainer.explain(inp.model, xn, inp.target.subset(idx), inp.context).detach().float()
+        an = inp.explainer.explain(inp.model, xn, inp.target.subset(idx.to(inp.target.classes.device)),
+                                  inp.context).detach().float()
         ar = a[idx]
-        rho = spearman(ar, an).view(r, n)
+        ranks = average_ranks(a.reshape(n, -1))  # the clean maps are ranked once, not once per draw
+        rho = pearson(ranks[idx], average_ranks(an.reshape(r * n, -1))).view(r, n)
         ss = ssim(minmax(ar), minmax(an)).view(r, n)
         num = (ar - an).reshape(r * n, -1).double().norm(dim=1).view(r, n)
         den = a.reshape(n, -1).double().norm(dim=1)
