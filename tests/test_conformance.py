@@ -25,9 +25,10 @@ def _names(kind):
     return REG.names(kind)
 
 
-def _make(kind, name, **extra):
+def _make(kind, name, _folder=None, **extra):
     rec = REG.get(kind, name)
-    return instantiate(REG, kind, name, {**dict(rec.conformance), **extra})
+    opts = rec.conformance(_folder) if callable(rec.conformance) else dict(rec.conformance)
+    return instantiate(REG, kind, name, {**opts, **extra})
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +116,8 @@ def test_dataset(name, tmp_path):
     rec = REG.get("dataset", name)
     if not rec.conformance and name != "toy-blobs":
         pytest.fail(f"dataset {name}: declare small `conformance` options in its record")
-    a = _make("dataset", name).load(seed=0, cache_dir=tmp_path)
-    b = _make("dataset", name).load(seed=0, cache_dir=tmp_path / "other")
+    a = _make("dataset", name, tmp_path / "data").load(seed=0, cache_dir=tmp_path)
+    b = _make("dataset", name, tmp_path / "data").load(seed=0, cache_dir=tmp_path / "other")
     assert isinstance(a, DatasetSplits)
     for part, other in ((a.train, b.train), (a.val, b.val), (a.test, b.test)):
         n = len(part)
@@ -127,7 +128,7 @@ def test_dataset(name, tmp_path):
         assert torch.isfinite(part.images).all()
         assert torch.equal(part.images, other.images), f"{name}: not deterministic for a seed"
     with pytest.raises(XaibenchError):
-        _make("dataset", name, no_such_option=1)
+        _make("dataset", name, tmp_path / "data", no_such_option=1)
 
 
 # --------------------------------------------------------------------------- backbones

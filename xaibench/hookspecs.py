@@ -29,7 +29,9 @@ class PluginRecord:
     description: str
     factory: Callable[..., Any]
     version: str = "1"
-    conformance: Mapping[str, Any] = field(default_factory=dict)  # small/fast options for the conformance test
+    # small/fast options for the conformance test, or a function of a scratch folder that
+    # writes what the plugin needs there (e.g. a tiny cohort) and returns the options
+    conformance: Mapping[str, Any] | Callable[[Path], Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -269,4 +269,20 @@ def make(**options: Any) -> NiftiDataset:
 @xaibench.hookimpl
 def xaibench_datasets():
     yield DatasetRecord("nifti", "your NIfTI cohort (e.g. ADNI) from a CSV manifest, as 2-D slices",
-                        make, version=VERSION)
+                        make, version=VERSION, conformance=_conformance_options)
+
+
+def _conformance_options(folder: Path) -> dict:
+    """Options for the conformance test: a tiny cohort in the research notes' array format."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for g in ("A", "B"):
+        img = rng.uniform(0, 1, size=(8, 24, 24)).astype(np.float32)
+        mask = np.zeros_like(img, dtype=bool)
+        mask[:, 8:14, 8:14] = True
+        np.save(folder / f"{g}.npy", img)
+        np.save(folder / f"{g}-mask.npy", mask)
+        paths[g] = (str(folder / f"{g}.npy"), str(folder / f"{g}-mask.npy"))
+    return {"arrays": {g: p[0] for g, p in paths.items()}, "mask_arrays": {g: p[1] for g, p in paths.items()},
+            "image_size": 32}
