@@ -39,7 +39,8 @@ class CurveSpec:
 
     def check(self, metric: str) -> Filler:
         check(isinstance(self.steps, int) and self.steps >= 1, metric, "steps", "an integer >= 1", self.steps)
-        check(isinstance(self.patch, int) and self.patch >= 1, metric, "patch", "a patch side in pixels >= 1", self.patch)
+        check(isinstance(self.patch, int) and self.patch >= 1, metric, "patch", "a patch side in pixels >= 1",
+              self.patch)
         ok = self.units_per_step is None or (isinstance(self.units_per_step, int) and self.units_per_step >= 1)
         check(ok, metric, "units_per_step", "omitted (from steps) or an integer >= 1", self.units_per_step)
         check(self.output in OUTPUTS, metric, "output", " | ".join(OUTPUTS), self.output)
@@ -57,7 +58,8 @@ def curves(inp: MetricInput, spec: CurveSpec, filler: Filler, insertion: bool,
     """(curves N×(S+1), x-axis fractions S+1, random-order curves N×R×(S+1) or None)."""
     x = inp.images
     n, _, h, w = x.shape
-    a = check_maps("insertion" if insertion else "deletion", inp.attributions, x).to(x.device).float()
+    name = "insertion" if insertion else "deletion"
+    a = check_maps(name, inp.attributions, x).to(x.device).float()
     rank, n_units = ordered_units(a.abs() if spec.absolute else a, spec.patch)
     rank = rank.reshape(n, -1)
     if spec.draws:

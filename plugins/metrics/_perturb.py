@@ -91,7 +91,10 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     k = k / k.sum()
     c = x.shape[1]
     r_h, r_w = min(r, x.shape[-2] - 1), min(r, x.shape[-1] - 1)
-    y = F.pad(x, (r_w, r_w, r_h, r_h), mode="reflect") if min(r_h, r_w) == r else F.pad(x, (r, r, r, r), mode="replicate")
+    if min(r_h, r_w) == r:
+        y = F.pad(x, (r_w, r_w, r_h, r_h), mode="reflect")
+    else:  # an image smaller than the kernel: reflect padding is impossible
+        y = F.pad(x, (r, r, r, r), mode="replicate")
     y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
     return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
@@ -182,9 +185,9 @@ def target_scores(model: Classifier, target: Target, x: torch.Tensor, chunk: int
 
 
 @torch.no_grad()
-def removal_scores(model: Classifier, target: Target, images: torch.Tensor, removed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                   n_levels: int, filler: Filler, chunk: int, seed: int = 0,
-                   canvas: torch.Tensor | None = None) -> torch.Tensor:
+def removal_scores(model: Classifier, target: Target, images: torch.Tensor,
+                   removed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], n_levels: int,
+                   filler: Filler, chunk: int, seed: int = 0, canvas: torch.Tensor | None = None) -> torch.Tensor:
     """T of every (image, level) pair, N×L, in chunks of ``chunk`` perturbed images.
 
     ``removed(img_idx, level_idx)`` returns the B×H×W bool removal masks of those rows, so
@@ -202,7 +205,7 @@ def removal_scores(model: Classifier, target: Target, images: torch.Tensor, remo
         i, lev = r // n_levels, r % n_levels
         x = images[i]
         xp = filler.apply(x, removed(i, lev), None if canvas is None else canvas[i], gen)
-        out[start:start + chunk] = target.subset(i)(model, xp).float()
+        out[start:start + chunk] = target.subset(i.to(target.classes.device))(model, xp).float()
     return out.view(n, n_levels)
 
 
@@ -250,4 +253,4 @@ def random_ranks(n: int, draws: int, p: int, seed: int, device: torch.device) ->
     """``draws`` independent uniformly random pixel rankings per image, N×R×P (seeded, CPU
     generator so the draws are the same on every device)."""
     g = torch.Generator().manual_seed(int(seed))
-    return torch.rand(n, draws, p, generator=g).argsort(dim=2).argsort(dim=2).to(device)
+    return torch.rand(n, draws, p, generator=g).argsort(dim=2).argsort(dim=2).to(device, torch.int32)

@@ -53,7 +53,8 @@ class NoiseStability:
     scope: str = "explanation"
 
     def __post_init__(self) -> None:
-        check(isinstance(self.draws, int) and self.draws >= 1, "noise-stability", "draws", "an integer >= 1", self.draws)
+        check(isinstance(self.draws, int) and self.draws >= 1, "noise-stability", "draws", "an integer >= 1",
+              self.draws)
         check(self.noise in NOISES, "noise-stability", "noise", " | ".join(NOISES), self.noise)
         check(isinstance(self.radius, (int, float)) and self.radius > 0, "noise-stability", "radius", "a number > 0",
               self.radius)

@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import torch
 
 import xaibench
@@ -59,7 +58,8 @@ class ROAD:
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
         filler = replace(Filler.make("road", self.filler, self.blur_sigma, self.road_noise), tol=float(self.tol))
-        pcts = [float(p) for p in (self.percentiles if isinstance(self.percentiles, (list, tuple)) else [self.percentiles])]
+        pcts = [float(p) for p in (self.percentiles if isinstance(self.percentiles, (list, tuple))
+                                   else [self.percentiles])]
         x = inp.images
         n, _, h, w = x.shape
         a = flat(check_maps("road", inp.attributions, x).to(x.device))

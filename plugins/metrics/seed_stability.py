@@ -36,7 +36,8 @@ class SeedStability:
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        maps = {s: check_maps("seed-stability", m, inp.images, f"seed_maps[{s}]") for s, m in (inp.seed_maps or {}).items()}
+        given = inp.seed_maps or {}
+        maps = {s: check_maps("seed-stability", m, inp.images, f"seed_maps[{s}]") for s, m in given.items()}
         maps = {s: (m.abs() if self.absolute else m).float() for s, m in maps.items()}
         seeds = sorted(maps)
         if len(seeds) < 2:
