@@ -28,4 +28,6 @@ def tiny_model():
 
 @pytest.fixture(autouse=True)
 def _threads():
-    torch.set_num_threads(2)
+    # One thread: the tests use tiny models, where a second thread only adds contention
+    # (40-80x slower small ops when the machine is busy).
+    torch.set_num_threads(1)

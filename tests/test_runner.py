@@ -131,3 +131,11 @@ def test_kill_mid_run_then_resume_finishes_without_recomputing(tmp_path):
     metric_cells = con.execute("SELECT COUNT(*) FROM cells WHERE kind='metric' AND status='done'").fetchone()[0]
     rows = con.execute("SELECT COUNT(*) FROM cell_values v JOIN cells c USING (cell_id) WHERE c.kind='metric'").fetchone()[0]
     assert metric_cells == 4 and rows == 4 * 8  # nothing duplicated, nothing missing
+
+
+def test_metric_restricted_to_some_explainers_is_scored_only_for_them(tmp_path):
+    cfg = _cfg(tmp_path, seeds=[0], explainers=[{"name": "toy-grad", "label": "g1"}, {"name": "toy-grad", "label": "g2"}],
+               metrics=[{"name": "toy-mass", "explainers": ["g1"]}])
+    assert not run_local(cfg).failed
+    v = Store(cfg.out / "results.sqlite").values()
+    assert set(v[v["name"] == "toy-mass"]["explainer"]) == {"g1"}

@@ -44,6 +44,8 @@ def test_sweep_expands_into_labelled_entries(tmp_path):
      r"explainers\[0\]: unknown key 'colour'"),
     (BASE.replace('explainers = ["gradcam"]', 'explainers = ["ig", "ig"]'), "lists 'ig' twice"),
     ("name = [", "s.toml: invalid TOML"),
+    (BASE.replace('metrics = ["iou"]', 'metrics = [{ name = "iou", explainers = ["ig"] }]'),
+     "metric 'iou': explainer 'ig' in 'explainers' is not in the suite's explainers"),
 ])
 def test_invalid_suite_is_one_line_naming_file_and_key(tmp_path, text, message):
     with pytest.raises(XaibenchError, match=message) as err:
@@ -62,3 +64,8 @@ def test_builtin_suites_parse(registry):
         for entries in (suite.datasets, suite.backbones, suite.attacks, suite.explainers, suite.metrics):
             for e in entries:
                 registry.get(e.kind, e.name)  # every name in a built-in suite exists
+
+
+def test_metric_restricted_to_some_explainers(tmp_path):
+    s = load_file(_write(tmp_path, BASE.replace('metrics = ["iou"]', 'metrics = [{ name = "iou", explainers = ["gradcam"] }]')))
+    assert s.metrics[0].only == ("gradcam",)

@@ -66,7 +66,7 @@ class ModelEvaluation:
                 continue  # across models: planned by the runner
             targets: list[tuple[Entry | None, str]]
             if scope == "explanation":
-                targets = [(e, sp) for e in self.suite.explainers for sp in splits]
+                targets = [(e, sp) for e in self.suite.explainers for sp in splits if not m.only or e.title in m.only]
             elif scope == "attack":
                 targets = [(None, "triggered")] if triggered else []
             else:

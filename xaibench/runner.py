@@ -69,6 +69,8 @@ def seed_cells(session: Session, done: set[str]) -> Iterator[CellRecord]:
             for b in suite.backbones:
                 for a in suite.attacks:
                     for e in suite.explainers:
+                        if m.only and e.title not in m.only:
+                            continue
                         tasks = [ModelTask(d, b, a, sd) for sd in suite.seeds]
                         cfg = {"models": [session.model_id(t) for t in tasks], "metric": session.ident(m),
                                "explainer": session.ident(e), "n_eval": suite.n_eval, "target": vars(suite.target)}

@@ -20,7 +20,7 @@ KIND_KEYS = {"datasets": "dataset", "backbones": "backbone", "attacks": "attack"
              "explainers": "explainer", "metrics": "metric"}
 TOP_KEYS = {"name", "description", "seeds", "data_seed", "n_eval", "chunk_size", "target", "executor",
             *KIND_KEYS}
-ENTRY_KEYS = {"name", "options", "label", "sweep"}
+ENTRY_KEYS = {"name", "options", "label", "sweep", "explainers"}  # "explainers": metrics only
 TARGET_KINDS = ("logit", "margin", "group-direction")
 TARGET_CLASSES = ("label", "predicted")
 
@@ -34,6 +34,7 @@ class Entry:
     name: str
     options: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""
+    only: tuple[str, ...] = ()  # a metric applied to these explainers only (empty: all)
 
     @property
     def key(self) -> str:
@@ -96,6 +97,9 @@ def _entries(where: str, key: str, raw: Any) -> tuple[Entry, ...]:
             raise _fail(where, f"{at}: unknown key {sorted(extra)[0]!r} (allowed: {', '.join(sorted(ENTRY_KEYS))})")
         opts = item.get("options", {})
         sweep = item.get("sweep", {})
+        only = item.get("explainers", [])
+        if only and (kind != "metric" or not isinstance(only, list) or not all(isinstance(x, str) for x in only)):
+            raise _fail(where, f"{at}: 'explainers' is a list of explainer labels, allowed on metrics only")
         if not isinstance(opts, dict) or not isinstance(sweep, dict):
             raise _fail(where, f"{at}: 'options' and 'sweep' must be tables")
         for k, v in sweep.items():
@@ -106,12 +110,20 @@ def _entries(where: str, key: str, raw: Any) -> tuple[Entry, ...]:
             o = {**opts, **dict(zip(names, combo))}
             tag = ",".join(f"{k}={v}" for k, v in zip(names, combo))
             label = item.get("label", item["name"]) + (f"[{tag}]" if tag else "")
-            out.append(Entry(kind, str(item["name"]), o, label))
+            out.append(Entry(kind, str(item["name"]), o, label, tuple(only)))
     labels = [e.title for e in out]
     dup = {x for x in labels if labels.count(x) > 1}
     if dup:
         raise _fail(where, f"'{key}' lists {sorted(dup)[0]!r} twice; give the entries distinct 'label's")
     return tuple(out)
+
+
+def _check_only(where: str, suite: "Suite") -> None:
+    labels = {e.title for e in suite.explainers}
+    for m in suite.metrics:
+        for x in m.only:
+            if x not in labels:
+                raise _fail(where, f"metric {m.title!r}: explainer {x!r} in 'explainers' is not in the suite's explainers")
 
 
 def parse(data: Mapping[str, Any], where: str, path: Path | None = None) -> Suite:
@@ -138,7 +150,7 @@ def parse(data: Mapping[str, Any], where: str, path: Path | None = None) -> Suit
         raise _fail(where, f"target.kind {target.kind!r} is not one of {', '.join(TARGET_KINDS)}")
     if target.classes not in TARGET_CLASSES:
         raise _fail(where, f"target.classes {target.classes!r} is not one of {', '.join(TARGET_CLASSES)}")
-    return Suite(
+    suite = Suite(
         name=str(data.get("name", path.stem if path else "suite")),
         description=str(data.get("description", "")),
         path=path,
@@ -150,6 +162,8 @@ def parse(data: Mapping[str, Any], where: str, path: Path | None = None) -> Suit
         executor=dict(data.get("executor", {})),
         **{key: _entries(where, key, data[key]) for key in KIND_KEYS},
     )
+    _check_only(where, suite)
+    return suite
 
 
 def load_file(path: Path) -> Suite:
