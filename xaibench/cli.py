@@ -113,6 +113,14 @@ def cmd_leaderboard(args) -> int:
     if not args.out and not args.suite:
         raise XaibenchError("leaderboard: give --out DIR (a results folder) or --suite NAME")
     out = Path(args.out or f"xaibench-results/{args.suite}")
+    if args.publish:
+        from .leaderboard.build import publish
+
+        name = args.suite or out.name
+        cmd = f"xaibench run --suite {name}" + (f" && xaibench leaderboard --suite {name} --publish {args.publish}")
+        for p in publish(out, Path(args.publish), name, args.command or cmd):
+            print(p)
+        return EXIT_OK
     text = render_store(out, args.format, suite=args.suite)
     if args.output:
         Path(args.output).write_text(text)
@@ -191,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--suite", help="suite name (results in xaibench-results/NAME)")
     lb.add_argument("--format", default="md", choices=["md", "latex", "csv", "html"])
     lb.add_argument("--output", help="write to this file instead of standard output")
+    lb.add_argument("--publish", metavar="DIR", help="write DIR/SUITE.{csv,md,tex} (+ figures) for publication")
+    lb.add_argument("--command", help="with --publish: the regenerating command to print in the Markdown")
     lb.set_defaults(func=cmd_leaderboard)
 
     st = sub.add_parser("status", help="pending / running / done / failed cells and jobs of a results folder")

@@ -69,3 +69,22 @@ def write_all(out: Path, suite: str | None = None) -> list[Path]:
     if fig is not None:
         paths.append(fig)
     return paths
+
+
+def publish(out: Path, dest: Path, name: str, command: str) -> list[Path]:
+    """Write ``dest/NAME.{csv,md,tex}`` (and the monotonicity figure) for a paper or a repo:
+    the Markdown opens with the command that regenerates it and is rendered from the CSV."""
+    dest.mkdir(parents=True, exist_ok=True)
+    csv_path = dest / f"{name}.csv"
+    csv_path.write_text(render_summary(summary_of(out, None), "csv"))
+    summary = read_summary_csv(csv_path)
+    head = (f"# {name}: leaderboard\n\nRegenerate with:\n\n    {command}\n\n"
+            f"Tables: mean ± half-width of the 95% bootstrap CI; chance levels in the headers; "
+            f"also as [CSV]({name}.csv) and [LaTeX]({name}.tex).\n\n")
+    (dest / f"{name}.md").write_text(head + render_summary(summary, "md"))
+    (dest / f"{name}.tex").write_text(render_summary(summary, "latex"))
+    paths = [csv_path, dest / f"{name}.md", dest / f"{name}.tex"]
+    from .sweeps import monotonicity_figure
+
+    fig = monotonicity_figure(summary, dest / "figures" / f"{name}-monotonicity.png")
+    return paths + ([fig] if fig else [])
