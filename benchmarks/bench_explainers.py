@@ -5,14 +5,15 @@
   zennit on an already canonised copy for LRP) → ``reference / ours`` (≥ 1 = we are not slower);
 * the *ideal*: the model passes a method needs (in batches of the 32 images) × the time of
   one batched pass (forward + backward to the input for gradient methods, forward only for
-  CAM, occlusion and RISE) → efficiency = ideal / ours.
+  CAM, occlusion and RISE), timed in the same rounds → efficiency = ideal / ours.
 
 Run (about eight minutes on 2 busy CPU cores; the table is printed at the end)::
 
     pytest benchmarks/bench_explainers.py -s --benchmark-columns=min,rounds
 
 Inputs: 32 images 1×128×128, timm ResNet-18 (width 1, output stride 32, random init, eval),
-CPU, 2 torch threads, ``chunk_size`` 64. Method settings are small so the run stays short
+CPU, 2 torch threads, ``chunk_size`` 128 — the rows captum packs into one pass by default
+here (32 images × 4 steps or samples), so both sides run the same passes. Method settings are small so the run stays short
 (IG 4 steps, 4 SmoothGrad/SHAP samples, 8 RISE masks, 64-px occlusion windows): the passes
 scale linearly with them, so the ratios carry over. Two rounds, ours and the reference
 alternating, best of each; on a shared machine the numbers still move by ±20 % between runs.
@@ -39,7 +40,7 @@ from xaibench_plugins.explainers.saliency import Saliency
 from xaibench_plugins.explainers.shap import Shap
 from xaibench_plugins.explainers.smoothgrad import SmoothGrad
 
-N, S, CHUNK = 32, 128, 64
+N, S, CHUNK = 32, 128, 128
 STEPS, SAMPLES, MASKS, WINDOW = 4, 4, 8, 64
 ROUNDS = 2
 T: dict[str, float] = {}  # benchmark name -> time (s)
@@ -71,32 +72,22 @@ def setup():
     return {"model": model, "x": x, "t": t, "ctx": ExplainContext(reference=ref, seed=0, chunk_size=CHUNK)}
 
 
-def run(benchmark, name: str, fn, rounds: int = 1) -> None:
-    benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
-    T[name] = benchmark.stats.stats.min
-
-
 # --------------------------------------------------------------------------- the ideal
 
 
-def test_one_batched_pass(benchmark, setup):
-    """Forward + backward to the input of the 32 images: the unit of the ideal for gradient methods."""
+def unit_pass(setup, kind: str):
+    """One batched pass of the 32 images: forward + backward to the input (``fb``) or forward (``f``)."""
     m, x, t = setup["model"], setup["x"], setup["t"]
-    benchmark.group = "ideal"
 
     def fb():
         xi = x.detach().requires_grad_(True)
         torch.autograd.grad(t(m, xi).sum(), xi)
 
-    fb()  # warm-up
-    run(benchmark, "pass:fb", fb, rounds=ROUNDS)
+    def f():
+        with torch.no_grad():
+            t(m, x)
 
-
-def test_one_batched_forward(benchmark, setup):
-    m, x, t = setup["model"], setup["x"], setup["t"]
-    benchmark.group = "ideal"
-    with torch.no_grad():
-        run(benchmark, "pass:f", lambda: t(m, x), rounds=ROUNDS)
+    return fb if kind == "fb" else f
 
 
 # --------------------------------------------------------------------------- references
@@ -162,11 +153,12 @@ REFS = {
 
 @pytest.mark.parametrize("name", list(OURS))
 def test_explainer(benchmark, setup, name):
-    """Ours and the reference alternate (reference first) within each round, so a change in
-    the machine's load hits both; each keeps its best round."""
+    """Reference, ours and one unit pass alternate within each round (reversed every other
+    round), so a change in the machine's load hits all three; each keeps its best round."""
     e = OURS[name][0]()
     ref = REFS[name][1](setup) if name in REFS else None
-    times: dict[str, list[float]] = {"o": [], "r": []}
+    unit = unit_pass(setup, OURS[name][2])
+    times: dict[str, list[float]] = {"o": [], "r": [], "p": []}
 
     def timed(key, fn):
         t0 = time.perf_counter()
@@ -174,13 +166,19 @@ def test_explainer(benchmark, setup, name):
         times[key].append(time.perf_counter() - t0)
 
     def both():
-        if ref is not None:
-            timed("r", ref)
-        timed("o", lambda: e.explain(setup["model"], setup["x"], setup["t"], setup["ctx"]))
+        steps = [("r", ref), ("o", lambda: e.explain(setup["model"], setup["x"], setup["t"], setup["ctx"])),
+                 ("p", unit)]
+        if len(times["o"]) % 2:  # odd rounds go the other way round
+            steps.reverse()
+        for key, fn in steps:
+            if fn is not None:
+                timed(key, fn)
 
+    unit()  # warm-up
     benchmark.group = name
     benchmark.pedantic(both, rounds=ROUNDS, iterations=1, warmup_rounds=0)
     T[f"o:{name}"] = min(times["o"])
+    T[f"p:{name}"] = min(times["p"])
     if times["r"]:
         T[f"r:{name}"] = min(times["r"])
 
@@ -190,17 +188,15 @@ def test_explainer(benchmark, setup, name):
 
 def test_zz_table():
     """Print the table (paste into benchmarks/README.md, section Explainers)."""
-    if "pass:fb" not in T or "pass:f" not in T:
+    if not any(k.startswith("o:") for k in T):
         pytest.skip("run the whole file")
-    rows = [f"one batched pass of {N} images: forward + backward {T['pass:fb']:.2f} s, forward {T['pass:f']:.2f} s",
-            "",
-            "| explainer | ours (s) | reference | ref. (s) | ref. / ours | passes | ideal (s) | efficiency |",
+    rows = ["| explainer | ours (s) | reference | ref. (s) | ref. / ours | passes | ideal (s) | efficiency |",
             "|---|---:|---|---:|---:|---:|---:|---:|"]
     for name, (_, passes, kind) in OURS.items():
         if f"o:{name}" not in T:
             continue
         ours = T[f"o:{name}"]
-        ideal = passes * T[f"pass:{kind}"]
+        ideal = passes * T[f"p:{name}"]
         label, ref = (REFS[name][0], T.get(f"r:{name}")) if name in REFS else ("—", None)
         rs = f"{ref:.2f} | {ref / ours:.2f}" if ref is not None else "— | —"
         rows.append(f"| {name} | {ours:.2f} | {label} | {rs} | {passes} {'fwd' if kind == 'f' else 'fwd+bwd'} "
