@@ -140,7 +140,8 @@ def test_saliency_matches_captum(tiny_model, data, targets, absolute):
     x, ref = data
     t = targets["margin"]
     ours = Saliency(absolute=absolute).explain(tiny_model, x, t, ctx(ref, chunk=3))
-    theirs = CaptumSaliency(ScoreModel(tiny_model, t)).attribute(x.clone(), target=t.classes, abs=absolute)[:, 0]
+    theirs = CaptumSaliency(ScoreModel(tiny_model, t)).attribute(x.clone().requires_grad_(True), target=t.classes,
+                                                                abs=absolute)[:, 0]
     assert ours.abs().max() > 0
     torch.testing.assert_close(ours, theirs)
 

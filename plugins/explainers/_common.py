@@ -258,7 +258,8 @@ def iou_ceiling(masks: torch.Tensor, map_shape: tuple[int, int], mode: str = "ne
       ``nearest`` union, each upsampled bilinearly.
 
     Either is an upper bound for a layer explainer that binarises at a threshold (e.g. the
-    top-q fraction); the 32-px cells of ResNet-50 at 224 px give ≈0.09 on a hippocampus.
+    top-q fraction). On the synthetic-hippocampus slices a 7×7 map caps IoU at 0.37 (nearest)
+    / 0.55 (bilinear), a 2×2 map at 0.07 (docs/explainers.md).
     """
     if masks.ndim == 2:
         masks = masks[None]
