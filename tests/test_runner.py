@@ -139,3 +139,12 @@ def test_metric_restricted_to_some_explainers_is_scored_only_for_them(tmp_path):
     assert not run_local(cfg).failed
     v = Store(cfg.out / "results.sqlite").values()
     assert set(v[v["name"] == "toy-mass"]["explainer"]) == {"g1"}
+
+
+def test_layer_explainers_store_their_iou_ceiling_beside_the_scores(tmp_path):
+    cfg = _cfg(tmp_path, seeds=[0], explainers=["gradcam", "toy-grad"], metrics=["toy-mass"])
+    assert not run_local(cfg).failed
+    v = Store(cfg.out / "results.sqlite").values()
+    ceiling = v[v["name"] == "iou-ceiling"]
+    assert set(ceiling["explainer"]) == {"gradcam"} and len(ceiling) == 12
+    assert ceiling["value"].between(0.3, 1.0).all()  # 8-px masks on 8×8 cells of 4 px: well above 0

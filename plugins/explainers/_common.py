@@ -303,3 +303,14 @@ def _best_threshold_iou(values: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
         last_of_tie[:-1] = vs[1:] != vs[:-1]
         res.append(iou[last_of_tie].max())
     return torch.stack(res)
+
+
+def describe_ceiling(explainer, model: Classifier, images: torch.Tensor, masks: torch.Tensor) -> list:
+    """The ``describe`` hook of layer explainers: the IoU ceiling (bilinear, achievable) that
+    the chosen stage's map resolution implies on these masks, stored beside the scores."""
+    from xaibench.contracts import Score
+
+    _, shape = explainer.map_layer(model, tuple(images.shape[-2:]))
+    ceiling = iou_ceiling(masks.bool(), shape, mode="bilinear")
+    vals = torch.where(masks.flatten(1).any(1), ceiling, torch.full_like(ceiling, float("nan")))
+    return [Score("iou-ceiling", vals.cpu().numpy(), True, extra={"map_shape": list(shape)})]

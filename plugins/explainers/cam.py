@@ -20,7 +20,7 @@ from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import check, check_input, chunks, factory, score_head, upsample
+from ._common import describe_ceiling, check, check_input, chunks, factory, score_head, upsample
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,10 @@ class CAM:
                 cam = torch.einsum("nc,nchw->nhw", wi, a)
                 out[sl] = upsample(torch.relu(cam) if self.relu else cam, tuple(x.shape[-2:]))
         return out.float()
+
+    def describe(self, model: Classifier, images: torch.Tensor, masks: torch.Tensor) -> list:
+        """The IoU ceiling of this map's resolution on ``masks`` (shown beside the scores)."""
+        return describe_ceiling(self, model, images, masks)
 
     def map_layer(self, model: Classifier, image_size: tuple[int, int]) -> tuple[str, tuple[int, int]]:
         """The last stage and its map shape for ``image_size`` (one blank forward pass)."""

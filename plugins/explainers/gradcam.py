@@ -27,7 +27,7 @@ import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import chunks, check, check_input, factory, pick_layer, resolve_layer, stage_outputs, upsample
+from ._common import describe_ceiling, chunks, check, check_input, factory, pick_layer, resolve_layer, stage_outputs, upsample
 
 _EPS_PP = 1e-6  # pytorch-grad-cam's Grad-CAM++ denominator guard
 
@@ -95,6 +95,10 @@ class GradCAM:
             cam, _ = _cam(model, x[sl], target.subset(sl), self.layer, self.variant, False, self.relu, self.variant)
             out[sl] = cam.detach()
         return out.float()
+
+    def describe(self, model: Classifier, images: torch.Tensor, masks: torch.Tensor) -> list:
+        """The IoU ceiling of this map's resolution on ``masks`` (shown beside the scores)."""
+        return describe_ceiling(self, model, images, masks)
 
     def map_layer(self, model: Classifier, image_size: tuple[int, int]) -> tuple[str, tuple[int, int]]:
         """The stage used for images of ``image_size`` and its map shape ``(h, w)`` (for the
