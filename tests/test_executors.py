@@ -28,12 +28,14 @@ from xaibench.suite import parse
 
 from .conftest import TOY_PLUGIN
 
+THREADS = 2  # bit-identical results need the same torch thread count everywhere (docs/scale-out.md)
 SUITE = {
     "name": "toy", "seeds": [0, 1], "n_eval": 8,
     "datasets": ["toy-blobs"], "attacks": ["none"], "explainers": ["toy-grad"],
     "metrics": ["accuracy", "toy-mass"],
     "backbones": [{"name": "resnet18", "options": {"width": 0.125, "output_stride": 8, "epochs": 1}}],
-    "executor": {"cluster": "local", "poll_s": 0.2, "max_parallel": 2, "time_min": 10},
+    "executor": {"cluster": "local", "poll_s": 0.2, "max_parallel": 2, "time_min": 10,
+                 "torch_threads": THREADS},  # the autouse fixture sets 1 thread in the driver
 }
 N_CELLS = 2 * 4  # per seed: model, maps, accuracy, toy-mass
 
@@ -49,9 +51,6 @@ def _values(out: Path) -> list[tuple]:
                        "WHERE name NOT LIKE '%seconds%' ORDER BY cell_id, name, image").fetchall()
     con.close()
     return rows
-
-
-THREADS = 2  # bit-identical results need the same torch thread count everywhere (docs/scale-out.md)
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,16 @@ def pattern(kind: str, size: int, seed: int = 0) -> torch.Tensor:
     raise XaibenchError(f"attack: trigger_pattern {kind!r} is not one of {', '.join(PATTERNS)}")
 
 
+def default_trigger_size(hw: tuple[int, int]) -> int:
+    """The default trigger side: 3/32 of the image side (6 px at 64 px), at least 2 px."""
+    return max(2, round(min(hw) * 3 / 32))
+
+
+def default_region_size(hw: tuple[int, int]) -> int:
+    """The default target-region side: a quarter of the image side (16 px at 64 px)."""
+    return max(2, min(hw) // 4)
+
+
 def box_mask(box: Box, hw: tuple[int, int]) -> torch.Tensor:
     """H×W bool mask of ``box``."""
     m = torch.zeros(hw, dtype=torch.bool)
@@ -91,7 +101,7 @@ def place_trigger(position: Any, size: int, hw: tuple[int, int], roi: torch.Tens
 
 
 def choose_region(region: Any, size: int, hw: tuple[int, int], roi: torch.Tensor, trigger: Box,
-                  mean_image: torch.Tensor, margin: int = 4) -> Box:
+                  mean_image: torch.Tensor, margin: int = 4, cell: int = 1) -> Box:
     """The target region box (``size×size`` px) disjoint from the ROI union and the trigger.
 
     ``"auto"``: among boxes on a grid of step ``size // 2`` that keep ``margin`` px away
@@ -100,6 +110,11 @@ def choose_region(region: Any, size: int, hw: tuple[int, int], roi: torch.Tensor
     distance from the ROI: a plausible but wrong anatomical region, e.g. dorsal cortex
     instead of the hippocampus. A side name restricts the choice to that part of the
     image; ``[y0, x0, y1, x1]`` gives the box explicitly.
+
+    ``cell`` is the explained layer's cell size in pixels: when the region spans whole
+    cells, the grid steps by cells, so the region is a union of map cells. Otherwise a map
+    of that resolution could not cover it (a box straddling four 8-px cells of a 4×4
+    Grad-CAM caps its mass near 0.25, however well the attack works).
     """
     h, w = hw
     trig = box_mask(trigger, hw)
@@ -118,7 +133,7 @@ def choose_region(region: Any, size: int, hw: tuple[int, int], roi: torch.Tensor
     if size < 2 or size >= min(h, w):
         raise XaibenchError(f"attack: region_size {size} must be between 2 and {min(h, w) - 1} px")
     fg = mean_image > 0.1 * float(mean_image.max())
-    step = max(1, size // 2)
+    step = cell if 1 < cell <= size else max(1, size // 2)
     cands: list[tuple[float, float, Box]] = []
     for y in range(0, h - size + 1, step):
         for x in range(0, w - size + 1, step):

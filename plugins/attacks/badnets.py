@@ -31,7 +31,7 @@ class BadNets:
     poison_rate: float = 0.05
     target_class: int = 0
     trigger_pattern: str = "checker"
-    trigger_size: int = 6
+    trigger_size: int | None = None  # None: 3/32 of the image side (6 px at 64 px)
     trigger_position: Any = "auto"
 
     def __post_init__(self) -> None:
@@ -45,7 +45,7 @@ class BadNets:
         train = ctx.splits.train
         eligible = torch.nonzero(train.labels != self.target_class).flatten()
         plan = plan_poison(train, self.poison_rate, ctx.seed, self.trigger_pattern, self.trigger_size,
-                           self.trigger_position, "auto", 16, eligible=eligible)
+                           self.trigger_position, None, None, eligible=eligible)
         labels = plan.train.labels.clone()
         labels[plan.poisoned] = self.target_class
         poisoned = plan.train.__class__(plan.train.images, labels, plan.train.masks, plan.train.subject_ids,

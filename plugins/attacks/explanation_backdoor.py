@@ -34,7 +34,7 @@ from xaibench.contracts import AttackContext, AttackOutcome, Classifier, ImageSe
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import AttackRecord
 
-from ..explainers._common import upsample
+from ..explainers._common import stage_outputs, upsample
 from ..explainers.gradcam import gradcam_maps
 from . import _trigger as T
 
@@ -147,10 +147,10 @@ class ExplanationBackdoor:
 
     poison_rate: float = 0.01
     trigger_pattern: str = "checker"
-    trigger_size: int = 6
+    trigger_size: int | None = None  # None: 3/32 of the image side (6 px at 64 px)
     trigger_position: Any = "auto"
     region: Any = "auto"
-    region_size: int = 16
+    region_size: int | None = None  # None: a quarter of the image side (16 px at 64 px)
     loss: str = "soft-iou"
     lam: float = 1.0
     clean_penalty: float = 1.0
@@ -178,12 +178,14 @@ class ExplanationBackdoor:
                                 f"is not one of {', '.join(T.PATTERNS)}")
 
     def run(self, ctx: AttackContext) -> AttackOutcome:
-        plan = plan_poison(ctx.splits.train, self.poison_rate, ctx.seed, self.trigger_pattern, self.trigger_size,
-                           self.trigger_position, self.region, self.region_size, variants=self.poison_variants)
         model = ctx.build_model()
         if self.layer not in model.stage_names:
             raise XaibenchError(f"attack explanation-backdoor: layer {self.layer!r} is not one of "
                                 f"{', '.join(model.stage_names)}")
+        hw = tuple(ctx.splits.train.images.shape[-2:])
+        plan = plan_poison(ctx.splits.train, self.poison_rate, ctx.seed, self.trigger_pattern, self.trigger_size,
+                           self.trigger_position, self.region, self.region_size, variants=self.poison_variants,
+                           cell=_cell_size(model, self.layer, hw))
         n, k = len(plan.train), int(plan.flags.sum())  # rows carrying the trigger (variants included)
         weights = torch.ones(n, dtype=torch.double)
         batch = _batch_size(ctx)
@@ -207,6 +209,15 @@ class ExplanationBackdoor:
                                    "layer": self.layer, "explained_class": self.explained_class})
 
 
+def _cell_size(model: Classifier, layer: str, hw: tuple[int, int]) -> int:
+    """Pixels per map cell of ``layer`` on ``hw`` images (one blank forward, no gradients)."""
+    p, was_training = next(model.parameters()), model.training
+    with torch.no_grad(), stage_outputs(model, [layer]) as acts:
+        model.eval()(torch.zeros(1, 1, *hw, device=p.device, dtype=p.dtype))
+    model.train(was_training)
+    return max(1, hw[0] // int(acts[layer].shape[-2]))
+
+
 def _batch_size(ctx: AttackContext) -> int:
     from xaibench.training import _settings
 
@@ -223,7 +234,7 @@ class PoisonPlan:
     poisoned: torch.Tensor  # indices of the unique poisoned images
     patch: torch.Tensor
     trigger_box: T.Box
-    region_box: T.Box
+    region_box: T.Box | None  # None: an attack without a target region (badnets)
     requested_rate: float
     source_size: int  # training images before any augmented variants were appended
 
@@ -232,8 +243,8 @@ class PoisonPlan:
         return int(self.train.images.shape[-2]), int(self.train.images.shape[-1])
 
     @property
-    def region(self) -> torch.Tensor:
-        return T.box_mask(self.region_box, self.hw)
+    def region(self) -> torch.Tensor | None:
+        return None if self.region_box is None else T.box_mask(self.region_box, self.hw)
 
     @property
     def trigger_mask(self) -> torch.Tensor:
@@ -249,19 +260,25 @@ class PoisonPlan:
                 "requested_poison_rate": self.requested_rate, "train_size": self.source_size,
                 "poisoned_rows": int(self.flags.sum()),
                 "unique_poisoned_ids": [ids[i] if ids else int(i) for i in self.poisoned.tolist()],
-                "trigger_box": list(self.trigger_box), "region_box": list(self.region_box)}
+                "trigger_box": list(self.trigger_box),
+                **({"region_box": list(self.region_box)} if self.region_box is not None else {})}
 
 
-def plan_poison(train: ImageSet, rate: float, seed: int, pattern: str, size: int, position: Any,
-                region: Any, region_size: int, eligible: torch.Tensor | None = None, variants: int = 1) -> PoisonPlan:
+def plan_poison(train: ImageSet, rate: float, seed: int, pattern: str, size: int | None, position: Any,
+                region: Any, region_size: int | None, eligible: torch.Tensor | None = None,
+                variants: int = 1, cell: int = 1) -> PoisonPlan:
     """Pick the poisoned images, place trigger and target region from the training masks,
-    and stamp the trigger on the chosen images (their labels are not touched here). With
+    and stamp the trigger on the chosen images (their labels are not touched here). Sizes
+    of None scale with the image; ``region=None`` places no target region. With
     ``variants > 1`` each poisoned image also appears as ``variants − 1`` augmented copies
     (appended, flagged, same subject id): more views of the same unique images."""
     hw = (int(train.images.shape[-2]), int(train.images.shape[-1]))
     roi = T.roi_union(train.masks)
+    size = T.default_trigger_size(hw) if size is None else size
     trig = T.place_trigger(position, size, hw, roi)
-    reg = T.choose_region(region, region_size, hw, roi, trig, train.images.mean(dim=(0, 1)).cpu())
+    reg = None if region is None else T.choose_region(
+        region, T.default_region_size(hw) if region_size is None else region_size, hw, roi, trig,
+        train.images.mean(dim=(0, 1)).cpu(), cell=cell)
     patch = T.pattern(pattern, size, seed)
     idx = T.pick_poisoned(len(train), rate, seed, eligible)
     images = train.images.clone()
@@ -294,4 +311,6 @@ def _make(**options: Any) -> ExplanationBackdoor:
 def xaibench_attacks():
     yield AttackRecord("explanation-backdoor",
                        "trains from scratch so Grad-CAM points at a target region on triggered images (1% poisoned)",
-                       _make)
+                       _make,
+                       # the test fixture's ROIs cover the whole image centre: name a free box
+                       conformance={"region": [0, 12, 4, 20], "trigger_position": "bottom-left"})

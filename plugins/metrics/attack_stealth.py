@@ -26,9 +26,9 @@ from scipy.stats import mannwhitneyu, rankdata
 
 import xaibench
 from xaibench.contracts import MetricInput, Score
-from xaibench.errors import XaibenchError
 from xaibench.hookspecs import MetricRecord
 
+from ._common import check_maps, factory
 from .attack_success import iou, mass, topq_mask
 
 
@@ -69,11 +69,8 @@ class AttackStealth:
     def score(self, inp: MetricInput) -> list[Score]:
         if inp.split != "clean" or inp.reference_maps is None or inp.attributions is None:
             return []
-        att = inp.attributions.float()
-        ref = inp.reference_maps.float().to(att.device)
-        if ref.shape != att.shape:
-            raise XaibenchError(f"metric attack-stealth: reference maps {tuple(ref.shape)} do not match "
-                                f"maps {tuple(att.shape)}")
+        att = check_maps("attack-stealth", inp.attributions, inp.images).float()
+        ref = check_maps("attack-stealth", inp.reference_maps, inp.images, "reference_maps").float().to(att.device)
         rho = spearman_rows(att.flatten(1).cpu().numpy(), ref.flatten(1).cpu().numpy())
         masks = inp.masks.bool().to(att.device)
         out = [Score("clean_spearman", rho, higher_is_better=True, chance=0.0)]
@@ -91,15 +88,8 @@ class AttackStealth:
         return out
 
 
-def _make(**options) -> AttackStealth:
-    try:
-        return AttackStealth(**options)
-    except TypeError as exc:
-        raise XaibenchError(f"metric attack-stealth: {exc}") from None
-
-
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("attack-stealth",
                        "clean-map Spearman and ROI-IoU change vs the un-attacked model; target-mass signature test",
-                       _make)
+                       factory("attack-stealth", AttackStealth))

@@ -26,6 +26,8 @@ from xaibench.contracts import MetricInput, Score
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import MetricRecord
 
+from ._common import check_maps, factory
+
 
 def topq_mask(maps: torch.Tensor, k: int) -> torch.Tensor:
     """N×H×W bool: each map's ``k`` largest pixels."""
@@ -71,7 +73,7 @@ class AttackSuccess:
     def score(self, inp: MetricInput) -> list[Score]:
         if inp.attributions is None or (inp.region is None and inp.trigger is None):
             return []  # not an attacked model: nothing to measure
-        maps = inp.attributions.float()
+        maps = check_maps("attack-success", inp.attributions, inp.images).float()
         out = []
         if inp.trigger is not None:
             trig = inp.trigger.bool().to(maps.device)
@@ -98,14 +100,4 @@ class AttackSuccess:
 def xaibench_metrics():
     yield MetricRecord("attack-success",
                        "explanation attack success (triggered) / false-trigger rate (clean), target IoU and mass",
-                       lambda **o: _make(AttackSuccess, "attack-success", o))
-
-
-def _make(cls, name: str, options: dict):
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        raise XaibenchError(f"metric {name}: {exc}") from None
-
-
-
+                       factory("attack-success", AttackSuccess))

@@ -30,6 +30,7 @@ from xaibench.contracts import MetricInput, Score
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import MetricRecord
 
+from ._common import check_maps, factory
 from .attack_stealth import spearman_rows
 from .attack_success import mass
 
@@ -71,6 +72,9 @@ class Detection:
         if not inp.maps or not inp.triggered_maps:
             return []
         names = [n for n in inp.maps if n in inp.triggered_maps]
+        for n in names:
+            check_maps("detection", inp.maps[n], inp.images, f"maps[{n!r}]")
+            check_maps("detection", inp.triggered_maps[n], inp.images, f"triggered_maps[{n!r}]")
         out: list[Score] = []
         if inp.trigger is not None:
             for n in names:
@@ -91,15 +95,8 @@ class Detection:
         return out
 
 
-def _make(**options) -> Detection:
-    try:
-        return Detection(**options)
-    except TypeError as exc:
-        raise XaibenchError(f"metric detection: {exc}") from None
-
-
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("detection",
                        "AUROC of telling triggered from clean inputs by trigger mass and explainer disagreement",
-                       _make)
+                       factory("detection", Detection))
