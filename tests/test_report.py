@@ -144,6 +144,20 @@ def test_report_draws_every_figure_kind_as_png_and_pdf(full_store, report_html):
     assert (figs / "README.md").read_text().count("![") == len(slugs)
 
 
+def test_report_publishes_the_pngs_with_their_index(full_store, tmp_path):
+    dest = tmp_path / "leaderboard" / "figures" / "toy"
+    dest.mkdir(parents=True)
+    (dest / "stale.png").write_bytes(b"old")  # a figure an earlier report had
+    build_report(full_store, plugin_files=(str(TOY_PLUGIN),), n_images=2, publish=dest, command="xaibench report X")
+    published = sorted(p.stem for p in dest.glob("*.png"))
+    assert published == sorted(p.stem for p in (full_store / "figures").glob("*.png"))
+    assert "stale" not in published and not list(dest.glob("*.pdf"))
+    index = (dest / "README.md").read_text()
+    assert "`xaibench report X`" in index and index.count("![") == len(published) and "[PDF]" not in index
+    for stem in published:
+        assert f"]({stem}.png)" in index and (dest / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_heatmap_grid_shows_clean_and_triggered_rows_for_attacked_models(full_store, monkeypatch):
     import matplotlib.pyplot as plt
 

@@ -59,11 +59,15 @@ def test_unknown_suite_name_suggests(registry):
 
 
 def test_builtin_suites_parse(registry):
+    from xaibench.plugins import instantiate
+
     for name in registry.names("suite"):
         suite = resolve(name, registry)
         for entries in (suite.datasets, suite.backbones, suite.attacks, suite.explainers, suite.metrics):
             for e in entries:
-                registry.get(e.kind, e.name)  # every name in a built-in suite exists
+                # every name exists and every option is one the plugin takes (a misspelt option
+                # would otherwise only fail when the run reaches that cell)
+                assert instantiate(registry, e.kind, e.name, dict(e.options)) is not None, f"{name}: {e.key}"
 
 
 def test_metric_restricted_to_some_explainers(tmp_path):

@@ -157,8 +157,12 @@ def cmd_report(args) -> int:
 
     if args.images < 1:
         raise XaibenchError(f"report --images {args.images}: must be at least 1")
-    path = build_report(Path(args.out), suite=args.suite, plugin_files=tuple(args.plugin), n_images=args.images)
-    print(f"report: {path}; figures in {Path(args.out) / 'figures'}")
+    publish = Path(args.publish) if args.publish else None
+    command = f"xaibench report --out {args.out}" + (f" --suite {args.suite}" if args.suite else "") + \
+        (f" --publish {args.publish}" if args.publish else "")
+    path = build_report(Path(args.out), suite=args.suite, plugin_files=tuple(args.plugin), n_images=args.images,
+                        publish=publish, command=command)
+    print(f"report: {path}; figures in {Path(args.out) / 'figures'}" + (f"; PNGs published in {publish}" if publish else ""))
     return EXIT_OK
 
 
@@ -219,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--plugin", action="append", default=[], metavar="FILE",
                     help="a single-file plugin the run used (needed to redraw its images)")
     rp.add_argument("--images", type=int, default=4, help="images per heatmap grid (default 4)")
+    rp.add_argument("--publish", metavar="DIR", help="also copy every figure's PNG with a captioned README.md into DIR")
     rp.set_defaults(func=cmd_report)
     return p
 

@@ -27,21 +27,38 @@ def _tables_html(out: Path, suite: str | None) -> tuple[str, str | None]:
     return html_tables(tables), None
 
 
-def figures_index(folder: Path, sections: list[tuple[str, list[Fig]]]) -> Path:
+def figures_index(folder: Path, sections: list[tuple[str, list[Fig]]], command: str = "xaibench report --out DIR",
+                  pdf: bool = True) -> Path:
     """``figures/README.md``: every figure with its caption, for a published results folder."""
-    lines = ["# Figures", "", "Each figure as PNG (shown) and vector PDF. Regenerate with `xaibench report --out DIR`.", ""]
+    kinds = "PNG (shown) and vector PDF" if pdf else "PNG (the vector PDFs come with the command)"
+    lines = ["# Figures", "", f"Each figure as {kinds}. Regenerate with `{command}`.", ""]
     for name, figs in sections:
         if figs:
             lines += [f"## {name}", ""]
             for f in figs:
-                lines += [f"### {f.title}", "", f"![{f.title}]({f.slug}.png)", "", f"{f.caption} [PDF]({f.slug}.pdf)", ""]
+                link = f" [PDF]({f.slug}.pdf)" if pdf else ""
+                lines += [f"### {f.title}", "", f"![{f.title}]({f.slug}.png)", "", f"{f.caption}{link}", ""]
     path = folder / "README.md"
     path.write_text("\n".join(lines))
     return path
 
 
-def build_report(out: Path, suite: str | None = None, plugin_files: tuple[str, ...] = (), n_images: int = 4) -> Path:
-    """Write ``OUT/report/report.html`` and ``OUT/figures/*.{png,pdf}``; returns the HTML path."""
+def publish_figures(sections: list[tuple[str, list[Fig]]], dest: Path, command: str) -> Path:
+    """Copy every figure's PNG into ``dest`` with a captioned index (for a repository's
+    published leaderboard folder: PNGs render on the forge, PDFs stay with the results)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for old in dest.glob("*.png"):
+        old.unlink()  # figures of an earlier report that this one no longer has
+    for _, figs in sections:
+        for f in figs:
+            (dest / f"{f.slug}.png").write_bytes(f.png)
+    return figures_index(dest, sections, command, pdf=False)
+
+
+def build_report(out: Path, suite: str | None = None, plugin_files: tuple[str, ...] = (), n_images: int = 4,
+                 publish: Path | None = None, command: str = "") -> Path:
+    """Write ``OUT/report/report.html`` and ``OUT/figures/*.{png,pdf}`` (and, with
+    ``publish``, the PNGs and their index there); returns the HTML path."""
     out = Path(out)
     data = ReportData.load(out, suite)
     sink = Sink(out / "figures")
@@ -74,4 +91,6 @@ def build_report(out: Path, suite: str | None = None, plugin_files: tuple[str, .
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(page(title, meta, tables, sections, data.notes), encoding="utf-8")
     figures_index(sink.folder, sections)
+    if publish is not None:
+        publish_figures(sections, Path(publish), command or f"xaibench report --out {out}")
     return dest
