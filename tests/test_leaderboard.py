@@ -50,13 +50,30 @@ def test_summary_and_tables_mark_best_respecting_direction():
     assert iou.loc["good", "n"] == 100 and iou.loc["good", "seeds"] == "0 1"
     assert abs(iou.loc["good", "mean"] - 0.8) < 0.02
     tables = build_tables(summary)
-    assert [t.title for t in tables] == ["Models: d / b", "d / b / attack: none"]
+    assert [t.title for t in tables] == ["Models: d / b", "d / b / attack: none — other"]
     t = tables[1]
     assert [r.label for r in t.rows] == ["good", "mid", "bad"]  # ordered by mean rank
     cols = [c.key for c in t.columns]
     best = {cols[j]: r.label for r in t.rows for j, v in enumerate(r.values) if v.best}
     assert best == {"iou": "good", "error": "good"}  # error: lower is better
     assert t.rows[0].rank == 1.0 and t.rows[-1].rank == 3.0
+
+
+def test_columns_are_grouped_by_metric_family_and_ranked_within_it():
+    values = _values()
+    values.loc[(values["explainer"] == "bad") & (values["name"] == "error"), "value"] -= 1.0  # bad: best error
+    summary = summarise(values, {"iou": "localisation", "error": "faithfulness", "accuracy": "model"})
+    assert set(summary["family"]) == {"localisation", "faithfulness", "model"}
+    tables = build_tables(summary)
+    assert [t.title.split(" — ")[-1].split(" (")[0] for t in tables[1:]] == ["localisation", "faithfulness"]
+    loc, faith = tables[1:]
+    assert [c.key for c in loc.columns] == ["iou"] and [c.key for c in faith.columns] == ["error"]
+    assert [r.label for r in loc.rows] == ["good", "mid", "bad"] and faith.rows[0].label == "bad"
+    # maps cells (no metric plugin) hold explainer facts: their own, unranked table
+    facts = values.assign(metric_plugin=values["metric"].where(values["name"] != "iou", None))
+    fam = build_tables(summarise(facts, {"error": "faithfulness"}))
+    t = next(t for t in fam if t.title.endswith("explainer cost and map resolution"))
+    assert [c.key for c in t.columns] == ["iou"] and all(r.rank is None for r in t.rows)
 
 
 def test_renderers(tmp_path):

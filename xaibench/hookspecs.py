@@ -43,7 +43,11 @@ class ExplainerRecord(PluginRecord):
 
 @dataclass(frozen=True)
 class MetricRecord(PluginRecord):
-    """``factory(**options) -> contracts.Metric``."""
+    """``factory(**options) -> contracts.Metric``. ``family`` groups the metric's columns
+    into one leaderboard table with the other metrics of that family (e.g. ``localisation``,
+    ``faithfulness``, ``attack``); a new family gets a table of its own."""
+
+    family: str = "other"
 
 
 @dataclass(frozen=True)

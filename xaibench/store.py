@@ -126,6 +126,7 @@ class Store:
     def values(self, suite: str | None = None) -> pd.DataFrame:
         """Every value joined with its cell's keys (one row per image or aggregate)."""
         q = ("SELECT c.suite, c.dataset, c.backbone, c.attack, c.seed, c.metric, c.split, c.config_hash, "
+             "json_extract(c.config, '$.metric.name') AS metric_plugin, "
              "COALESCE(v.explainer, c.explainer) AS explainer, v.name, v.image, v.value, v.chance, "
              "v.higher_is_better, c.versions FROM cell_values v JOIN cells c USING (cell_id) WHERE c.status = 'done'")
         args: tuple = ()

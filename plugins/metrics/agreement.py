@@ -96,4 +96,4 @@ def plot_matrix(extra: dict, path: str | Path, key: str = "spearman") -> Path:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("agreement", "pairwise Spearman and top-q IoU between explainers on the same images",
-                       factory("agreement", Agreement))
+                       factory("agreement", Agreement), family="agreement")

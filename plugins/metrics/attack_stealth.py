@@ -92,4 +92,4 @@ class AttackStealth:
 def xaibench_metrics():
     yield MetricRecord("attack-stealth",
                        "clean-map Spearman and ROI-IoU change vs the un-attacked model; target-mass signature test",
-                       factory("attack-stealth", AttackStealth))
+                       factory("attack-stealth", AttackStealth), family="attack")

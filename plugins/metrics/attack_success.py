@@ -100,4 +100,4 @@ class AttackSuccess:
 def xaibench_metrics():
     yield MetricRecord("attack-success",
                        "explanation attack success (triggered) / false-trigger rate (clean), target IoU and mass",
-                       factory("attack-success", AttackSuccess))
+                       factory("attack-success", AttackSuccess), family="attack")

@@ -70,4 +70,4 @@ class AUPRC:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("auprc", "pixel-level area under the precision-recall curve against the mask",
-                       factory("auprc", AUPRC))
+                       factory("auprc", AUPRC), family="localisation")

@@ -89,4 +89,4 @@ class DeltaT:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("delta-t", "target drop removing the top-q attributed pixels minus removing random ones",
-                       factory("delta-t", DeltaT))
+                       factory("delta-t", DeltaT), family="faithfulness")

@@ -99,4 +99,4 @@ class Detection:
 def xaibench_metrics():
     yield MetricRecord("detection",
                        "AUROC of telling triggered from clean inputs by trigger mass and explainer disagreement",
-                       factory("detection", Detection))
+                       factory("detection", Detection), family="detection")

@@ -60,4 +60,4 @@ class EnergyInROI:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("energy-in-roi", "share of (positive) attribution mass inside the mask",
-                       factory("energy-in-roi", EnergyInROI))
+                       factory("energy-in-roi", EnergyInROI), family="localisation")

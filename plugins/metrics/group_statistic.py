@@ -86,4 +86,4 @@ class GroupStatistic:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("group-statistic", "distance between group means of the embeddings, permutation p-value",
-                       factory("group-statistic", GroupStatistic))
+                       factory("group-statistic", GroupStatistic), family="group")

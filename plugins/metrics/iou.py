@@ -73,4 +73,4 @@ def iou_scores(a: torch.Tensor, m: torch.Tensor, qs: tuple[float, ...] | None, n
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("iou", "IoU of the top-q attributed pixels with the mask (q = mask area)",
-                       factory("iou", IoU))
+                       factory("iou", IoU), family="localisation")

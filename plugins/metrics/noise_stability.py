@@ -85,4 +85,4 @@ class NoiseStability:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("noise-stability", "similarity of maps under small input noise, and max-sensitivity",
-                       factory("noise-stability", NoiseStability))
+                       factory("noise-stability", NoiseStability), family="stability")

@@ -71,4 +71,4 @@ class PointingGame:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("pointing-game", "share of maps whose maximum falls inside the mask",
-                       factory("pointing-game", PointingGame))
+                       factory("pointing-game", PointingGame), family="localisation")

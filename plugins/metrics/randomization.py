@@ -130,4 +130,4 @@ class Randomization:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("randomization", "cascading parameter randomisation: do maps degrade below random pairs?",
-                       factory("randomization", Randomization))
+                       factory("randomization", Randomization), family="sanity")

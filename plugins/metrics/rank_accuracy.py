@@ -56,4 +56,4 @@ class RankAccuracy:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("rank-accuracy", "share of the top-|mask| attributed pixels inside the mask",
-                       factory("rank-accuracy", RankAccuracy))
+                       factory("rank-accuracy", RankAccuracy), family="localisation")

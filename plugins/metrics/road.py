@@ -88,4 +88,4 @@ class ROAD:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("road", "ROAD: target drop under noisy linear imputation, MoRF vs LeRF",
-                       factory("road", ROAD))
+                       factory("road", ROAD), family="faithfulness")

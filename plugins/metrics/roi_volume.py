@@ -130,4 +130,4 @@ class ROIVolume:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("roi-volume", "association of ROI attribution with ROI volume (partial r, permutation p)",
-                       factory("roi-volume", ROIVolume))
+                       factory("roi-volume", ROIVolume), family="group")

@@ -59,4 +59,4 @@ class SeedStability:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("seed-stability", "similarity of one explainer's maps across training seeds",
-                       factory("seed-stability", SeedStability))
+                       factory("seed-stability", SeedStability), family="stability")

@@ -19,9 +19,17 @@ def summary_of(out: Path, suite: str | None = None) -> pd.DataFrame:
         raise XaibenchError(f"{out}: no results.sqlite here; run `xaibench run --suite NAME --out {out}` first")
     store = Store(db)
     try:
-        return summarise(store.values(suite))
+        return summarise(store.values(suite), metric_families())
     finally:
         store.close()
+
+
+def metric_families(plugin_files: tuple[str, ...] = ()) -> dict[str, str]:
+    """Metric plugin name → family, from the registered metric records."""
+    from ..plugins import load
+
+    reg = load(plugin_files)
+    return {name: getattr(reg.get("metric", name), "family", "other") for name in reg.names("metric")}
 
 
 def render_summary(summary: pd.DataFrame, fmt: str, title: str = "xaibench leaderboard") -> str:
@@ -48,6 +56,8 @@ def read_summary_csv(path: Path) -> pd.DataFrame:
     df = pd.read_csv(path, dtype={"seeds": str, "config": str, "versions": str}, keep_default_na=False,
                      na_values={c: ["", "nan"] for c in ("mean", "ci_low", "ci_high", "chance")})
     df["higher_is_better"] = df["higher_is_better"].astype(bool)
+    if "family" not in df:
+        df["family"] = "other"  # a CSV written before metric families
     return df
 
 

@@ -2,18 +2,21 @@
 
 One row per (dataset, backbone, attack, explainer, column): mean and a 95% percentile
 bootstrap CI over images pooled across seeds (aggregate values: over seeds), n, chance
-level, direction. Everything a table shows is derivable from this frame alone, so the
+level, direction, and the metric family the column's table is grouped by (from the metric
+plugin's record; ``explainer`` for the facts stored with the maps, such as their cost). Everything a table shows is derivable from this frame alone, so the
 committed Markdown can be checked against the committed CSV.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
 SUMMARY_COLUMNS = ["dataset", "backbone", "attack", "explainer", "column", "mean", "ci_low", "ci_high", "n",
-                   "seeds", "chance", "higher_is_better", "config", "versions"]
+                   "seeds", "chance", "higher_is_better", "config", "versions", "family"]
+MAPS_FAMILY = "explainer"  # values stored by maps cells (time per image, IoU ceiling), not by a metric
 N_BOOT = 1000
 
 
@@ -46,12 +49,16 @@ def column_name(name: str, split: str) -> str:
     return name if split == "clean" else f"{name} [{split}]"
 
 
-def summarise(values: pd.DataFrame) -> pd.DataFrame:
-    """``Store.values()`` → the summary frame."""
+def summarise(values: pd.DataFrame, families: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """``Store.values()`` → the summary frame; ``families`` maps metric plugin names to
+    their family (unknown plugins: ``other``)."""
     if values.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     df = values.copy()
     df["column"] = [column_name(n, s) for n, s in zip(df["name"], df["split"])]
+    plugin = df["metric_plugin"] if "metric_plugin" in df else df.get("metric", pd.Series([None] * len(df), index=df.index))
+    df["family"] = [MAPS_FAMILY if m is None or (isinstance(m, float) and np.isnan(m))
+                    else (families or {}).get(m, "other") for m in plugin]
     rows = []
     keys = ["dataset", "backbone", "attack", "explainer", "column"]
     for (ds, bb, at, ex, col), g in df.groupby(keys, sort=False, dropna=False):
@@ -68,5 +75,6 @@ def summarise(values: pd.DataFrame) -> pd.DataFrame:
             "higher_is_better": bool(g["higher_is_better"].iloc[0]),
             "config": " ".join(sorted({str(c)[:8] for c in g["config_hash"]}))[:80],
             "versions": _core_versions(g),
+            "family": str(g["family"].iloc[0]),
         })
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -84,6 +84,17 @@ def _table(title: str, g: pd.DataFrame, row_key: str, rank: bool, footer: tuple[
     return Table(title, tuple(cols), tuple(rows), footer, row_header=row_key)
 
 
+def _footer(g: pd.DataFrame, rank: bool) -> str:
+    n = int(g["n"].max())
+    seeds = sorted(set(" ".join(g["seeds"]).split()))
+    configs = sorted(set(" ".join(g["config"]).split()))
+    versions = "; ".join(sorted({v for v in g.get("versions", pd.Series(dtype=str)).fillna("") if v}))
+    return (f"mean ± 95% bootstrap CI over images and seeds; n ≤ {n} values per cell; "
+            f"seeds {' '.join(seeds)}; {len(configs)} cell configs "
+            f"({', '.join(configs[:3])}{'…' if len(configs) > 3 else ''}); best per column in bold"
+            + ("; rank = mean rank over this table's columns" if rank else "") + (f"; {versions}" if versions else ""))
+
+
 def _with_accuracy_drop(models: pd.DataFrame) -> pd.DataFrame:
     """Add "accuracy drop vs none": the clean model's accuracy minus each model's (points)."""
     acc = models[models["column"] == "accuracy"].set_index("attack")
@@ -99,11 +110,35 @@ def _with_accuracy_drop(models: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([models, pd.DataFrame(rows)], ignore_index=True)
 
 
+# Family tables in reading order (a family not listed here follows, alphabetically). The
+# family comes from each metric plugin's record; these names only fix the order and titles.
+FAMILIES = {
+    "localisation": "localisation (against the ROI mask)",
+    "faithfulness": "faithfulness (removing what the map points at)",
+    "attack": "attack transfer and stealth (per explainer)",
+    "detection": "detecting triggered inputs (AUROC, triggered vs clean)",
+    "agreement": "agreement between explainers",
+    "stability": "stability",
+    "sanity": "sanity (model randomisation)",
+    "group": "group statistics",
+    "explainer": "explainer cost and map resolution",
+}
+UNRANKED_FAMILIES = ("explainer",)  # facts about the explainer, not scores to rank on
+
+
+def _family_order(families: list[str]) -> list[str]:
+    known = [f for f in FAMILIES if f in families]
+    return known + sorted(f for f in families if f not in FAMILIES)
+
+
 def build_tables(summary: pd.DataFrame) -> list[Table]:
-    """One model table per (dataset, backbone) and one explainer table per (dataset, backbone, attack)."""
+    """One model table per (dataset, backbone), then per (dataset, backbone, attack) one
+    explainer table per metric family (rows = explainers, ranked within the family)."""
     tables = []
     if summary.empty:
         return tables
+    if "family" not in summary:
+        summary = summary.assign(family="other")
     for (ds, bb), g in summary.groupby(["dataset", "backbone"], sort=False):
         models = _with_accuracy_drop(g[g["explainer"].isin(MODEL_ROWS)])
         if not models.empty:
@@ -111,17 +146,11 @@ def build_tables(summary: pd.DataFrame) -> list[Table]:
             tables.append(_table(f"Models: {ds} / {bb}", models, "attack", rank=False, footer=foot))
         for at, ga in g[~g["explainer"].isin(MODEL_ROWS)].groupby("attack", sort=False):
             per_expl = ga[ga["explainer"] != "*"]
-            if per_expl.empty:
-                continue
-            n = int(per_expl["n"].max())
-            seeds = sorted(set(" ".join(per_expl["seeds"]).split()))
-            configs = sorted(set(" ".join(per_expl["config"]).split()))
-            versions = "; ".join(sorted({v for v in per_expl.get("versions", pd.Series(dtype=str)).fillna("") if v}))
-            foot = (f"mean ± 95% bootstrap CI over images and seeds; n ≤ {n} values per cell; "
-                    f"seeds {' '.join(seeds)}; {len(configs)} cell configs "
-                    f"({', '.join(configs[:3])}{'…' if len(configs) > 3 else ''}); "
-                    f"best per column in bold; rank = mean rank over columns" + (f"; {versions}" if versions else ""),)
-            tables.append(_table(f"{ds} / {bb} / attack: {at}", per_expl, "explainer", rank=True, footer=foot))
+            for fam in _family_order(list(dict.fromkeys(per_expl["family"]))):
+                gf = per_expl[per_expl["family"] == fam]
+                rank = fam not in UNRANKED_FAMILIES
+                tables.append(_table(f"{ds} / {bb} / attack: {at} — {FAMILIES.get(fam, fam)}", gf, "explainer",
+                                     rank=rank, footer=(_footer(gf, rank),)))
     from .sweeps import monotonicity_tables
 
     return tables + monotonicity_tables(summary)
