@@ -72,3 +72,32 @@ def test_leaderboard_in_four_formats(tmp_path):
         r = subprocess.run([sys.executable, "-m", "xaibench.cli", "leaderboard", "--out", str(out), "--format", fmt],
                            capture_output=True, text=True)
         assert r.returncode == 0 and probe in r.stdout, (fmt, r.stderr)
+
+
+@pytest.mark.slow  # trains a tiny model on a tiny NIfTI cohort
+def test_a_nifti_manifest_replaces_the_suites_dataset(tmp_path):
+    """`run --suite S --dataset nifti:MANIFEST` runs the suite's grid on the user's scans and
+    writes the same leaderboard tables, named after the manifest's dataset."""
+    import runpy
+    from pathlib import Path
+
+    import pandas as pd
+
+    example = Path(__file__).parents[1] / "examples" / "nifti-manifest" / "make_example.py"
+    manifest = runpy.run_path(str(example))["make_cohort"](tmp_path / "cohort", n_per_group=10, size=32)
+    suite = tmp_path / "mini.toml"
+    suite.write_text('name = "mini"\nseeds = [0]\nn_eval = 8\nattacks = ["none"]\n'
+                     'explainers = ["gradcam", "random"]\nmetrics = ["accuracy", "iou", "pointing-game"]\n'
+                     '[[datasets]]\nname = "synthetic-hippocampus"\n'
+                     '[[backbones]]\nname = "resnet18"\noptions = { width = 0.125, output_stride = 8, epochs = 1 }\n')
+    out = tmp_path / "out"
+    argv = ["run", "--suite", str(suite), "--dataset", f"nifti:{manifest}", "--out", str(out), "--quiet",
+            "--device", "cpu"]
+    assert main(argv) == 0
+    lb = pd.read_csv(out / "leaderboard.csv")
+    assert set(lb["dataset"]) == {"nifti"}, set(lb["dataset"])
+    iou = lb[(lb["column"] == "iou")].set_index("explainer")
+    assert set(iou.index) == {"gradcam", "random"} and iou["n"].min() > 0
+    md = (out / "leaderboard.md").read_text()
+    assert "### Models: nifti / resnet18" in md and "attack: none — localisation" in md
+    assert main(argv) == 0  # a rerun finds everything stored

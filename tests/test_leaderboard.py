@@ -128,3 +128,20 @@ def test_monotonicity_over_a_swept_dataset_option(tmp_path):
     png = monotonicity_figure(summary, tmp_path / "m.png")
     assert png.stat().st_size > 5000
     assert "Monotonicity" in render_summary(summary, "md")
+
+
+def test_publish_writes_csv_md_tex_with_the_command_and_links_published_figures(tmp_path, monkeypatch):
+    from xaibench.leaderboard import build
+
+    monkeypatch.setattr(build, "summary_of", lambda out, suite=None: summarise(_values()))
+    dest = tmp_path / "leaderboard"
+    paths = build.publish(tmp_path / "results", dest, "s", "xaibench run --suite s && publish")
+    assert [p.name for p in paths] == ["s.csv", "s.md", "s.tex"]
+    md = (dest / "s.md").read_text()
+    assert "    xaibench run --suite s && publish" in md and "figures/s/README.md" not in md
+    assert render_summary(read_summary_csv(dest / "s.csv"), "md") in md
+    assert (dest / "s.tex").read_text().startswith(r"\documentclass")
+    (dest / "figures" / "s").mkdir(parents=True)
+    (dest / "figures" / "s" / "README.md").write_text("# Figures\n")  # as `xaibench report --publish` leaves it
+    build.publish(tmp_path / "results", dest, "s", "cmd")
+    assert "[figures/s](figures/s/README.md)" in (dest / "s.md").read_text()

@@ -88,9 +88,12 @@ def publish(out: Path, dest: Path, name: str, command: str) -> list[Path]:
     csv_path = dest / f"{name}.csv"
     csv_path.write_text(render_summary(summary_of(out, None), "csv"))
     summary = read_summary_csv(csv_path)
+    figures = dest / "figures" / name / "README.md"  # written by `xaibench report --publish`
     head = (f"# {name}: leaderboard\n\nRegenerate with:\n\n    {command}\n\n"
             f"Tables: mean ± half-width of the 95% bootstrap CI; chance levels in the headers; "
-            f"also as [CSV]({name}.csv) and [LaTeX]({name}.tex).\n\n")
+            f"also as [CSV]({name}.csv) and [LaTeX]({name}.tex)."
+            + (f" Figures (heatmaps, curves, agreement matrices): [figures/{name}](figures/{name}/README.md)."
+               if figures.exists() else "") + "\n\n")
     (dest / f"{name}.md").write_text(head + render_summary(summary, "md"))
     (dest / f"{name}.tex").write_text(render_summary(summary, "latex"))
     paths = [csv_path, dest / f"{name}.md", dest / f"{name}.tex"]

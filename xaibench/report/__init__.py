@@ -51,8 +51,21 @@ def publish_figures(sections: list[tuple[str, list[Fig]]], dest: Path, command: 
         old.unlink()  # figures of an earlier report that this one no longer has
     for _, figs in sections:
         for f in figs:
-            (dest / f"{f.slug}.png").write_bytes(f.png)
+            (dest / f"{f.slug}.png").write_bytes(_palette_png(f.png))
     return figures_index(dest, sections, command, pdf=False)
+
+
+def _palette_png(png: bytes) -> bytes:
+    """The PNG with a 256-colour adaptive palette: a third of the bytes for heatmap grids
+    (noisy MRI under a colour map compresses badly), which matters in a git history."""
+    import io
+
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=True)
+    return buf.getvalue() if buf.tell() < len(png) else png
 
 
 def build_report(out: Path, suite: str | None = None, plugin_files: tuple[str, ...] = (), n_images: int = 4,

@@ -222,7 +222,8 @@ def value_curves(data: ReportData, sink: Sink) -> dict[str, list[Fig]]:
                     ax2.plot(m["q"], m["rnd"], ":", color=col.get(e, "k"), label=f"{e}: random")
                 ax2.set_xlabel("q (% of pixels removed)")
                 ax2.set_ylabel("drop of the target")
-                ax2.set_title("top-q (solid) vs random (dotted) removal", fontsize=9)
+                ax2.set_title(f"attack {at}" + (f" · {sp}" if sp != "clean" else "")
+                              + ": top-q (solid) vs random (dotted)", fontsize=9)
         axes[0].legend(fontsize=7)
         cap = (f"{base} over q: mean over images and seeds with a 95% confidence band, one line per explainer"
                + ("; second row: the two drops it subtracts, removing the top-q attributed pixels vs q random "
