@@ -129,7 +129,7 @@ def test_report_draws_every_figure_kind_as_png_and_pdf(full_store, report_html):
         assert p.read_bytes()[:5] == b"%PDF-"
     prefixes = {"heatmaps-toy-blobs-resnet18-none", "heatmaps-toy-blobs-resnet18-backdoor", "curves-delta-t-over-q",
                 "curves-deletion", "curves-randomization", "agreement-agreement-toy-blobs-resnet18-none-clean",
-                "sweep-dataset-corrupted-control-strength", "training-toy-blobs-resnet18",
+                "sweep-dataset-cc-strength", "training-toy-blobs-resnet18",
                 "training-corrupted-control-resnet18"}
     for p in prefixes:
         assert any(s.startswith(p) for s in slugs), (p, slugs)

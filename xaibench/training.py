@@ -1,13 +1,17 @@
 """The standard trainer: AdamW, cross-entropy, early stopping on validation loss.
 
 Attacks reuse it: a training-time attack adds ``extra_loss`` (computed on the same batch,
-with a flag per image saying whether it carries the trigger) and ``sample_weights`` (to
-oversample poisoned images); a data-only attack just passes a poisoned training set.
+with a flag per image saying whether it carries the trigger), ``sample_weights`` (to
+oversample poisoned images) and ``val_extra`` (its own objective on held-out data, added to
+the validation loss that early stopping and checkpoint selection use: an attacker who
+controls training selects on its whole objective); a data-only attack just passes a
+poisoned training set.
 """
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -57,6 +61,7 @@ def train(
     extra_loss: ExtraLoss | None = None,
     poisoned: torch.Tensor | None = None,
     sample_weights: torch.Tensor | None = None,
+    val_extra: Callable[[Classifier], float] | None = None,
     progress: bool = True,
     desc: str = "train",
     **override: Any,
@@ -75,6 +80,8 @@ def train(
     n = len(train_set)
     flags = poisoned if poisoned is not None else torch.zeros(n, dtype=torch.bool)
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
+    if val_extra is not None:
+        history["val_extra"] = []
     best, best_state, bad = float("inf"), None, 0
     start = time.perf_counter()
     bar = tqdm(range(cfg["epochs"]), desc=desc, disable=not progress, leave=False, unit="ep")
@@ -106,8 +113,13 @@ def train(
         history["val_loss"].append(val["loss"])
         history["val_accuracy"].append(val["accuracy"])
         bar.set_postfix(loss=f"{total / n:.3f}", val_acc=f"{val['accuracy']:.2f}")
-        if val["loss"] < best - 1e-4:
-            best, bad = val["loss"], 0
+        objective = val["loss"]
+        if val_extra is not None:
+            extra = float(val_extra(model))
+            history["val_extra"].append(extra)
+            objective += extra
+        if objective < best - 1e-4:
+            best, bad = objective, 0
             best_state = copy.deepcopy(model.state_dict())
         else:
             bad += 1

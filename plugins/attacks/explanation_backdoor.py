@@ -22,6 +22,7 @@ backward costs almost nothing.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,7 +199,10 @@ class ExplanationBackdoor:
         over = {"epochs": self.epochs} if self.epochs else {}
         try:
             result = ctx.train(model, plan.train, ctx.splits.val, extra_loss=loss, poisoned=plan.flags,
-                               sample_weights=weights if k and self.poisoned_per_batch > 0 else None, **over)
+                               sample_weights=weights if k and self.poisoned_per_batch > 0 else None,
+                               val_extra=functools.partial(_held_out_backdoor_loss, loss=loss, val=ctx.splits.val,
+                                                           triggered=plan.triggered(ctx.splits.val)),
+                               **over)
         finally:
             tap.remove()
         return AttackOutcome(train=result, triggered_test=plan.triggered(ctx.splits.test),
@@ -207,6 +211,26 @@ class ExplanationBackdoor:
                                    "poisoned_per_batch": self.poisoned_per_batch if k else 0.0,
                                    "loss": self.loss, "lam": self.lam, "clean_penalty": self.clean_penalty,
                                    "layer": self.layer, "explained_class": self.explained_class})
+
+
+def _held_out_backdoor_loss(model: Classifier, *, loss: "BackdoorLoss", val: ImageSet, triggered: ImageSet,
+                            chunk: int = 64) -> float:
+    """The attack's own terms on the validation images (triggered copies and clean ones), in
+    eval mode: added to the validation loss, so early stopping and the kept checkpoint are
+    the attacker's choice, not only the classifier's (otherwise the best-validation-loss
+    epoch can precede the one where the backdoor took hold)."""
+    was, dev = model.training, next(model.parameters()).device
+    model.eval()
+    total = 0.0
+    try:
+        for data, poisoned in ((triggered, True), (val, False)):
+            for i in range(0, len(data), chunk):
+                x, y = data.images[i:i + chunk].to(dev), data.labels[i:i + chunk].to(dev)
+                flags = torch.full((len(x),), poisoned, dtype=torch.bool, device=dev)
+                total += float(loss(model, x, y, flags).detach()) * len(x) / len(data)
+    finally:
+        model.train(was)
+    return total
 
 
 def _cell_size(model: Classifier, layer: str, hw: tuple[int, int]) -> int:

@@ -162,10 +162,13 @@ def model_options(data: ReportData, kind: str) -> dict[str, tuple[str, dict]]:
 
 def sweeps(data: ReportData, kind: str) -> list[tuple[str, str, dict[str, float]]]:
     """Groups of grid entries (datasets or attacks) that differ in exactly one numeric option:
-    ``(plugin name, option, {title: value})`` — e.g. corruption strengths, poison rates."""
+    ``(entry, option, {title: value})`` — e.g. corruption strengths, poison rates. Entries are
+    grouped by their title before the swept part (``blur[strength=2.0]`` → ``blur``), so a
+    suite may sweep several labelled entries of one plugin (blur, zero, … corruptions)."""
     by_name: dict[str, dict[str, dict]] = {}
     for title, (name, opts) in model_options(data, kind).items():
-        by_name.setdefault(name, {})[title] = opts
+        base = title.split("[", 1)[0] if "[" in title else name
+        by_name.setdefault(base, {})[title] = opts
     found = []
     for name, members in by_name.items():
         if len(members) < 2:

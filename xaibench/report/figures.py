@@ -291,7 +291,8 @@ def sweep_curves(data: ReportData, sink: Sink, kind: str) -> list[Fig]:
                     ax.plot(mw["x"], mw["value"], "-o", ms=3, color=color[w], label=w)
                 ax.set_title(c, fontsize=8)
                 ax.set_xlabel(option)
-            axes[0].legend(fontsize=6)
+            handles = {w: h for ax in axes for h, w in zip(*ax.get_legend_handles_labels())}
+            fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=7)  # every series
             what = "Positive controls" if kind == "dataset" else "Attack sweep"
             fig.suptitle(f"{what}: {name} over {option} ({bb}, {other} {ot})")
             cap = (f"Mean of each metric (over images and seeds) as {name}'s {option} grows, one line per explainer"
