@@ -51,6 +51,27 @@ def test_run_writes_every_cell_and_resume_skips_them(tmp_path):
     store.close()
 
 
+def test_cached_maps_bring_their_cell_back_to_a_store_that_lacks_it(tmp_path):
+    """A run killed between writing the maps and their cell (or a fresh store over a kept
+    cache) must not lose the maps cell's values (time per image, explainer facts)."""
+    cfg = _cfg(tmp_path, seeds=[0])
+    run_local(cfg)
+    con = sqlite3.connect(cfg.out / "results.sqlite")
+    before = con.execute("SELECT cell_id, wall_time FROM cells WHERE kind = 'maps'").fetchall()
+    assert len(before) == 1
+    con.execute("DELETE FROM cell_values WHERE cell_id IN (SELECT cell_id FROM cells WHERE kind != 'model')")
+    con.execute("DELETE FROM cells WHERE kind != 'model'")
+    con.commit()
+    con.close()
+    again = run_local(cfg)
+    assert again.done == 3 and again.skipped == 1  # maps, accuracy, toy-mass; the model was stored
+    con = sqlite3.connect(cfg.out / "results.sqlite")
+    after = con.execute("SELECT cell_id, wall_time FROM cells WHERE kind = 'maps'").fetchall()
+    rows = con.execute("SELECT name FROM cell_values v JOIN cells c USING (cell_id) WHERE c.kind = 'maps'").fetchall()
+    con.close()
+    assert after == before and rows == [("seconds_per_image",)]  # the original record, its wall time too
+
+
 def test_force_recomputes_identical_values(tmp_path):
     cfg = _cfg(tmp_path)
     run_local(cfg)

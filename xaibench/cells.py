@@ -7,6 +7,8 @@ atomically, content-addressed) and the store rows they return.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import os
@@ -73,6 +75,7 @@ class Session:
     _datasets: dict[str, DatasetSplits] = field(default_factory=dict)
     _models: dict[str, tuple[torch.nn.Module, AttackOutcome]] = field(default_factory=dict)
     pending: list[CellRecord] = field(default_factory=list)  # records made as side products
+    stored: set[str] = field(default_factory=set)  # cell ids the store already has (set by run_task)
     _fingerprints: dict[tuple, str] = field(default_factory=dict)
 
     def drain(self) -> list[CellRecord]:
@@ -270,18 +273,29 @@ def cached_maps(session: Session, task: ModelTask, model: torch.nn.Module, e: En
             "target": vars(suite.target), "data_seed": suite.data_seed, "seed": task.seed}
     mh = config_hash(mcfg)
     path = session.cache / "maps" / f"{mh}.pt"
+    sidecar = path.with_suffix(".cell.pt")  # the maps cell's record, kept with the maps
     if path.exists() and not session.cfg.force:
+        if record and f"maps-{mh}" not in session.stored and sidecar.exists():
+            # maps cached but their cell not in this store (a run killed between the two
+            # writes, or a fresh store over a kept cache): the record comes back with them
+            session.pending.append(CellRecord(**torch.load(sidecar, weights_only=False)))
+            session.stored.add(f"maps-{mh}")
         return torch.load(path, map_location=dev, weights_only=True)
     t0 = time.perf_counter()
     out = explainer.explain(model, st.images.to(dev), target, ctx).detach().float()
     wall = time.perf_counter() - t0
-    _save_atomic(out.cpu(), path)
+    rec = None
     if record:
         rows: list = [("seconds_per_image", None, -1, wall / max(1, len(st)), None, False)]
         describe = getattr(explainer, "describe", None)
         if describe is not None and split == "clean":  # e.g. the IoU ceiling of a layer map
             rows += score_rows(describe(model, st.images.to(dev), st.masks.to(dev)))[0]
-        session.pending.append(CellRecord(
+        rec = CellRecord(
             f"maps-{mh}", "maps", {**task.keys(suite.name), "explainer": e.title, "split": split, "metric": "maps"},
-            mh, mcfg, "done", wall, rows, versions=session.versions(e), git_commit=session.git_commit))
+            mh, mcfg, "done", wall, rows, versions=session.versions(e), git_commit=session.git_commit)
+        _save_atomic(dataclasses.asdict(rec), sidecar)  # before the maps: a cache hit always finds it
+    _save_atomic(out.cpu(), path)
+    if rec is not None:
+        session.pending.append(rec)
+        session.stored.add(rec.cell_id)
     return out

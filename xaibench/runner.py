@@ -41,6 +41,7 @@ def store_path(cfg: RunConfig):
 
 def run_task(session: Session, task: ModelTask, done: set[str]) -> Iterator[CellRecord]:
     """All cells of one model (training included); the unit an executor schedules."""
+    session.stored = done  # what is stored already (e.g. cached maps whose cell is missing get it back)
     t0 = time.perf_counter()
     try:
         yield from ModelEvaluation(session, task).run(done)
@@ -57,6 +58,7 @@ def run_task(session: Session, task: ModelTask, done: set[str]) -> Iterator[Cell
 
 def seed_cells(session: Session, done: set[str]) -> Iterator[CellRecord]:
     """Metrics of scope ``seeds``: one explainer's maps from models of every seed."""
+    session.stored = done
     suite = session.cfg.suite
     if len(suite.seeds) < 2:
         return
