@@ -143,5 +143,7 @@ def test_publish_writes_csv_md_tex_with_the_command_and_links_published_figures(
     assert (dest / "s.tex").read_text().startswith(r"\documentclass")
     (dest / "figures" / "s").mkdir(parents=True)
     (dest / "figures" / "s" / "README.md").write_text("# Figures\n")  # as `xaibench report --publish` leaves it
+    (dest / "README.md").write_text("# Published\n")  # the folder's index
     build.publish(tmp_path / "results", dest, "s", "cmd")
-    assert "[figures/s](figures/s/README.md)" in (dest / "s.md").read_text()
+    md = (dest / "s.md").read_text()
+    assert "[figures/s](figures/s/README.md)" in md and "[README](README.md)" in md

@@ -51,25 +51,46 @@ def test_run_writes_every_cell_and_resume_skips_them(tmp_path):
     store.close()
 
 
-def test_cached_maps_bring_their_cell_back_to_a_store_that_lacks_it(tmp_path):
-    """A run killed between writing the maps and their cell (or a fresh store over a kept
-    cache) must not lose the maps cell's values (time per image, explainer facts)."""
+def test_cached_model_and_maps_bring_their_cells_back_to_a_store_that_lacks_them(tmp_path):
+    """A run killed between writing a cache file and its cell (or a fresh store over a kept
+    cache) must not lose the cell's values (training time, time per image, explainer facts)."""
     cfg = _cfg(tmp_path, seeds=[0])
     run_local(cfg)
     con = sqlite3.connect(cfg.out / "results.sqlite")
     before = con.execute("SELECT cell_id, wall_time FROM cells WHERE kind = 'maps'").fetchall()
-    assert len(before) == 1
-    con.execute("DELETE FROM cell_values WHERE cell_id IN (SELECT cell_id FROM cells WHERE kind != 'model')")
-    con.execute("DELETE FROM cells WHERE kind != 'model'")
+    model_before = con.execute("SELECT v.name, v.value FROM cell_values v JOIN cells c USING (cell_id) "
+                               "WHERE c.kind = 'model' ORDER BY v.name").fetchall()
+    assert len(before) == 1 and [n for n, _ in model_before] == ["epochs", "train_seconds"]
+    con.execute("DELETE FROM cell_values")
+    con.execute("DELETE FROM cells")
     con.commit()
     con.close()
+    mtime = next((cfg.out / "cache" / "models").glob("*.pt")).stat().st_mtime
     again = run_local(cfg)
-    assert again.done == 3 and again.skipped == 1  # maps, accuracy, toy-mass; the model was stored
+    assert again.done == 4 and again.skipped == 0  # model, maps, accuracy, toy-mass: every cell is back
+    assert next((cfg.out / "cache" / "models").glob("*.pt")).stat().st_mtime == mtime  # not retrained
     con = sqlite3.connect(cfg.out / "results.sqlite")
     after = con.execute("SELECT cell_id, wall_time FROM cells WHERE kind = 'maps'").fetchall()
     rows = con.execute("SELECT name FROM cell_values v JOIN cells c USING (cell_id) WHERE c.kind = 'maps'").fetchall()
+    model_after = con.execute("SELECT v.name, v.value FROM cell_values v JOIN cells c USING (cell_id) "
+                              "WHERE c.kind = 'model' ORDER BY v.name").fetchall()
     con.close()
     assert after == before and rows == [("seconds_per_image",)]  # the original record, its wall time too
+    assert model_after == model_before  # training time and epochs of the cached model
+
+
+def test_a_cached_triggered_set_keeps_the_test_sets_covariates():
+    import numpy as np
+    import torch
+
+    from xaibench.cells import _imageset_from, _imageset_state
+    from xaibench.contracts import ImageSet
+
+    test = ImageSet(torch.rand(3, 1, 4, 4), torch.tensor([0, 1, 0]), torch.zeros(3, 4, 4, dtype=torch.bool),
+                    ("a", "b", "c"), {"hippocampal_volume": np.array([1.0, 2.0, 3.0])})
+    back = _imageset_from(_imageset_state(test.with_images(test.images + 1)), test)
+    assert np.array_equal(back.meta["hippocampal_volume"], [1.0, 2.0, 3.0])
+    assert _imageset_from(_imageset_state(test), test.subset(np.arange(2))).meta == {}  # other rows: no meta
 
 
 def test_force_recomputes_identical_values(tmp_path):

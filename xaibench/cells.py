@@ -177,10 +177,13 @@ def _imageset_state(s: ImageSet | None) -> dict | None:
     return {"images": s.images, "labels": s.labels, "masks": s.masks, "subject_ids": list(s.subject_ids)}
 
 
-def _imageset_from(d: dict | None) -> ImageSet | None:
+def _imageset_from(d: dict | None, rows_of: ImageSet | None = None) -> ImageSet | None:
+    """The cached set; ``rows_of`` is the set it is a (triggered) copy of, row for row, whose
+    per-image covariates it shares (they are not cached twice)."""
     if d is None:
         return None
-    return ImageSet(d["images"], d["labels"], d["masks"], tuple(d["subject_ids"]))
+    meta = dict(rows_of.meta) if rows_of is not None and len(rows_of) == len(d["labels"]) else {}
+    return ImageSet(d["images"], d["labels"], d["masks"], tuple(d["subject_ids"]), meta)
 
 
 def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, AttackOutcome]:
@@ -199,9 +202,14 @@ def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, Att
         model.to(session.device).eval()
         outcome = AttackOutcome(
             train=TrainResult(model, state["history"], state["seconds"]),
-            triggered_test=_imageset_from(state["triggered_test"]), region=state["region"],
+            triggered_test=_imageset_from(state["triggered_test"], splits.test), region=state["region"],
             trigger=state["trigger"], info=json.loads(state["info"]))
         session._models[mid] = (model, outcome)
+        if f"model-{mid}" not in session.stored:
+            # weights cached but no model cell in this store (killed between the two writes,
+            # or a fresh store over a kept cache): rebuilt from the cached state, not retrained
+            session.pending.append(model_record(session, task, outcome, outcome.train.seconds))
+            session.stored.add(f"model-{mid}")
         return model, outcome
     start = time.perf_counter()
     attack = session.make(task.attack)
@@ -220,15 +228,24 @@ def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, Att
                   "triggered_test": _imageset_state(outcome.triggered_test), "region": outcome.region,
                   "trigger": outcome.trigger, "info": json.dumps(dict(outcome.info), default=str)}, path)
     session._models[mid] = (model, outcome)
-    session.pending.append(CellRecord(
-        cell_id=f"model-{mid}", kind="model", keys=task.model_keys(session.cfg.suite.name), config_hash=mid,
-        config=session.model_config(task), status="done", wall_time=time.perf_counter() - start,
-        values=[("train_seconds", None, -1, outcome.train.seconds, None, False),
-                ("epochs", None, -1, len(outcome.train.history.get("val_loss", [])), None, False)],
-        extras=[("history", None, dict(outcome.train.history)), ("attack_info", None, dict(outcome.info)),
-                ("dataset_card", None, dict(splits.card))],  # the split, sizes: what a paper states
-        versions=session.versions(task.dataset, task.backbone, task.attack), git_commit=session.git_commit))
+    session.pending.append(model_record(session, task, outcome, time.perf_counter() - start))
+    session.stored.add(f"model-{mid}")
     return model, outcome
+
+
+def model_record(session: Session, task: ModelTask, outcome: AttackOutcome, wall: float) -> CellRecord:
+    """The model cell: training time and epochs, the training history, the attack's facts and
+    the dataset card (the split and sizes: what a paper states)."""
+    mid = session.model_id(task)
+    hist = dict(outcome.train.history)
+    return CellRecord(
+        cell_id=f"model-{mid}", kind="model", keys=task.model_keys(session.cfg.suite.name), config_hash=mid,
+        config=session.model_config(task), status="done", wall_time=wall,
+        values=[("train_seconds", None, -1, outcome.train.seconds, None, False),
+                ("epochs", None, -1, len(hist.get("val_loss", [])), None, False)],
+        extras=[("history", None, hist), ("attack_info", None, dict(outcome.info)),
+                ("dataset_card", None, dict(session.dataset(task.dataset).card))],
+        versions=session.versions(task.dataset, task.backbone, task.attack), git_commit=session.git_commit)
 
 
 def make_target(kind: str, classes: str, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,

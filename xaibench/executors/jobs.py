@@ -156,34 +156,16 @@ def _emit(cfg: RunConfig, rec: CellRecord, res: JobResult) -> None:
         res.failed += 1
 
 
-def model_record(session: Session, task: ModelTask, outcome: Any) -> CellRecord:
-    """The model cell of a model found in the cache without its store row (a job killed
-    between saving the weights and writing the row): rebuilt from the cached state, with the
-    same values ``train_model`` records, instead of training the model again. (Mirrors the
-    record ``cells.train_model`` writes; a test compares the two.)"""
-    mid = session.model_id(task)
-    hist = dict(outcome.train.history)
-    return CellRecord(
-        cell_id=f"model-{mid}", kind="model", keys=task.model_keys(session.cfg.suite.name), config_hash=mid,
-        config=session.model_config(task), status="done", wall_time=outcome.train.seconds,
-        values=[("train_seconds", None, -1, outcome.train.seconds, None, False),
-                ("epochs", None, -1, len(hist.get("val_loss", [])), None, False)],
-        extras=[("history", None, hist), ("attack_info", None, dict(outcome.info)),
-                ("dataset_card", None, dict(session.dataset(task.dataset).card))],
-        versions=session.versions(task.dataset, task.backbone, task.attack), git_commit=session.git_commit)
-
-
 def train_job(key: str, cfg: RunConfig, task: ModelTask, done: frozenset[str], opts: WorkerOptions) -> JobResult:
     """Stage 1: train one model (or load it) and record its model cell."""
 
     def body(s: Session, have: set[str], res: JobResult) -> None:
         cid = f"model-{s.model_id(task)}"
         t0 = time.perf_counter()
+        s.stored = have  # a cached model whose cell is missing gets its record back (train_model)
         try:
-            _, outcome = train_model(s, task)
+            train_model(s, task)
             recs = s.drain()
-            if cid not in have and not any(r.cell_id == cid for r in recs):
-                recs.append(model_record(s, task, outcome))
         except KeyboardInterrupt:
             raise
         except Exception as exc:

@@ -93,7 +93,9 @@ def publish(out: Path, dest: Path, name: str, command: str) -> list[Path]:
             f"Tables: mean ± half-width of the 95% bootstrap CI; chance levels in the headers; "
             f"also as [CSV]({name}.csv) and [LaTeX]({name}.tex)."
             + (f" Figures (heatmaps, curves, agreement matrices): [figures/{name}](figures/{name}/README.md)."
-               if figures.exists() else "") + "\n\n")
+               if figures.exists() else "")
+            + (" Everything published beside it: [README](README.md)." if (dest / "README.md").exists() else "")
+            + "\n\n")
     (dest / f"{name}.md").write_text(head + render_summary(summary, "md"))
     (dest / f"{name}.tex").write_text(render_summary(summary, "latex"))
     paths = [csv_path, dest / f"{name}.md", dest / f"{name}.tex"]
