@@ -7,15 +7,13 @@ atomically, content-addressed) and the store rows they return.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import hashlib
 import json
 import os
 import subprocess
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
@@ -310,7 +308,7 @@ def cached_maps(session: Session, task: ModelTask, model: torch.nn.Module, e: En
         rec = CellRecord(
             f"maps-{mh}", "maps", {**task.keys(suite.name), "explainer": e.title, "split": split, "metric": "maps"},
             mh, mcfg, "done", wall, rows, versions=session.versions(e), git_commit=session.git_commit)
-        _save_atomic(dataclasses.asdict(rec), sidecar)  # before the maps: a cache hit always finds it
+        _save_atomic(asdict(rec), sidecar)  # before the maps: a cache hit always finds it
     _save_atomic(out.cpu(), path)
     if rec is not None:
         session.pending.append(rec)

@@ -3,8 +3,9 @@
 One row per (dataset, backbone, attack, explainer, column): mean and a 95% percentile
 bootstrap CI over images pooled across seeds (aggregate values: over seeds), n, chance
 level, direction, and the metric family the column's table is grouped by (from the metric
-plugin's record; ``explainer`` for the facts stored with the maps, such as their cost). Everything a table shows is derivable from this frame alone, so the
-committed Markdown can be checked against the committed CSV.
+plugin's record; ``explainer`` for the facts stored with the maps, such as their cost).
+Everything a table shows is derivable from this frame alone, so the committed Markdown can
+be checked against the committed CSV.
 """
 from __future__ import annotations
 
