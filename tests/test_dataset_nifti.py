@@ -82,7 +82,7 @@ def _load(tmp_path: Path, seed: int = 0, **options):
     return nifti.make(**options).load(seed=seed, cache_dir=tmp_path / "cache")
 
 
-def _bad(tmp_path: Path, match: str, **options) -> None:
+def assert_fails_cleanly(tmp_path: Path, match: str, **options) -> None:
     """The load fails with one XaibenchError line matching ``match`` and writes no cache."""
     with pytest.raises(XaibenchError, match=match) as info:
         _load(tmp_path, **options)
@@ -299,7 +299,7 @@ def test_mask_on_a_coarser_grid_is_resampled_to_the_image(cohort, tmp_path):
         inter = (mask & ref[sid][1]).sum().item()
         union = (mask | ref[sid][1]).sum().item()
         assert inter / union > 0.6, sid
-    _bad(tmp_path / "c", "does not share the image's shape", manifest=str(coarse), mask_resample="never")
+    assert_fails_cleanly(tmp_path / "c", "does not share the image's shape", manifest=str(coarse), mask_resample="never")
 
 
 def test_mask_outside_the_image_cannot_be_matched(cohort, tmp_path):
@@ -310,7 +310,7 @@ def test_mask_outside_the_image_cannot_be_matched(cohort, tmp_path):
     _save(np.asarray(m.dataobj), tmp_path / "far.nii.gz", far)
     bad = _write(tmp_path, [dict(r, roi_mask=str(tmp_path / "far.nii.gz")) if i == 2 else r
                             for i, r in enumerate(rows)])
-    _bad(tmp_path, r"manifest.csv line 4 \(subject S02\): roi_mask .*far.nii.gz cannot be matched",
+    assert_fails_cleanly(tmp_path, r"manifest.csv line 4 \(subject S02\): roi_mask .*far.nii.gz cannot be matched",
          manifest=str(bad))
 
 
@@ -380,9 +380,9 @@ def _replace_image(cohort, tmp_path: Path, row: int, data, affine=None, name="ba
 def test_bad_missing_file(cohort, tmp_path):
     manifest, rows = _copy(cohort, tmp_path, lambda rs: [dict(r, image="nowhere/x.nii.gz") if i == 5 else r
                                                            for i, r in enumerate(rs)])
-    _bad(tmp_path, r"manifest.csv line 7 \(subject S05\): image file .*nowhere/x.nii.gz does not exist",
+    assert_fails_cleanly(tmp_path, r"manifest.csv line 7 \(subject S05\): image file .*nowhere/x.nii.gz does not exist",
          manifest=str(manifest))
-    _bad(tmp_path, "manifest .*missing.csv does not exist", manifest=str(tmp_path / "missing.csv"))
+    assert_fails_cleanly(tmp_path, "manifest .*missing.csv does not exist", manifest=str(tmp_path / "missing.csv"))
 
 
 def test_bad_truncated_and_corrupt_files(cohort, tmp_path):
@@ -392,13 +392,13 @@ def test_bad_truncated_and_corrupt_files(cohort, tmp_path):
     (tmp_path / "junk.nii.gz").write_bytes(b"this is not a NIfTI file" * 20)
     for name in ("cut.nii.gz", "junk.nii.gz"):
         bad = _write(tmp_path, [dict(r, image=str(tmp_path / name)) if i == 3 else r for i, r in enumerate(rows)])
-        _bad(tmp_path, rf"line 5 \(subject S03\): cannot read image .*{name} .*is the file complete",
+        assert_fails_cleanly(tmp_path, rf"line 5 \(subject S03\): cannot read image .*{name} .*is the file complete",
              manifest=str(bad))
 
 
 def test_bad_empty_mask(cohort, tmp_path):
     m = _replace_image(cohort, tmp_path, 1, np.zeros(SHAPE, np.uint8), column="roi_mask")
-    _bad(tmp_path, r"line 3 \(subject S01\): roi_mask .*bad.nii.gz is empty", manifest=str(m))
+    assert_fails_cleanly(tmp_path, r"line 3 \(subject S01\): roi_mask .*bad.nii.gz is empty", manifest=str(m))
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf])
@@ -406,13 +406,13 @@ def test_bad_nan_or_inf_voxels(cohort, tmp_path, value):
     vol = np.asarray(nib.load(str(cohort[0].parent / cohort[1][2]["image"])).dataobj).copy()
     vol[5, 5, 5] = value
     m = _replace_image(cohort, tmp_path, 2, vol)
-    _bad(tmp_path, r"line 4 \(subject S02\): image .*bad.nii.gz has 1 NaN/inf voxels", manifest=str(m))
+    assert_fails_cleanly(tmp_path, r"line 4 \(subject S02\): image .*bad.nii.gz has 1 NaN/inf voxels", manifest=str(m))
 
 
 def test_bad_4d_image_but_singleton_4th_axis_is_fine(cohort, tmp_path):
     vol = np.asarray(nib.load(str(cohort[0].parent / cohort[1][2]["image"])).dataobj)
     m = _replace_image(cohort, tmp_path, 2, np.stack([vol, vol, vol], axis=-1))
-    _bad(tmp_path, r"line 4 \(subject S02\): image .* has shape \(32, 32, 32, 3\); a 3-D volume is needed",
+    assert_fails_cleanly(tmp_path, r"line 4 \(subject S02\): image .* has shape \(32, 32, 32, 3\); a 3-D volume is needed",
          manifest=str(m))
     ok = _replace_image(cohort, tmp_path, 2, vol[..., None], name="single.nii.gz")
     assert len(_by_subject(_load(tmp_path / "ok", manifest=str(ok)))) == 12
@@ -420,29 +420,29 @@ def test_bad_4d_image_but_singleton_4th_axis_is_fine(cohort, tmp_path):
 
 def test_bad_manifest_missing_a_required_column(cohort, tmp_path):
     manifest, _ = _copy(cohort, tmp_path, lambda rs: [{k: v for k, v in r.items() if k != "group"} for r in rs])
-    _bad(tmp_path, "manifest.csv has no column 'group' .*required: subject_id, group, image", manifest=str(manifest))
+    assert_fails_cleanly(tmp_path, "manifest.csv has no column 'group' .*required: subject_id, group, image", manifest=str(manifest))
 
     manifest, _ = _copy(cohort, tmp_path, lambda rs: [dict(r, image="") if i == 2 else r for i, r in enumerate(rs)])
-    _bad(tmp_path, "manifest.csv line 4: empty image", manifest=str(manifest))
+    assert_fails_cleanly(tmp_path, "manifest.csv line 4: empty image", manifest=str(manifest))
 
 
 @pytest.mark.parametrize("groups, found", [(("CN", "AD", "MCI"), "3 group"), (("CN",), "1 group")])
 def test_bad_not_two_groups(cohort, tmp_path, groups, found):
     manifest, _ = _copy(cohort, tmp_path, lambda rs: [dict(r, group=groups[i % len(groups)])
                                                         for i, r in enumerate(rs)])
-    _bad(tmp_path, f"found {found}.* exactly two are needed; choose two with the option groups",
+    assert_fails_cleanly(tmp_path, f"found {found}.* exactly two are needed; choose two with the option groups",
          manifest=str(manifest))
-    _bad(tmp_path, "group 'XX' from the groups option does not occur", manifest=str(manifest), groups=["CN", "XX"])
+    assert_fails_cleanly(tmp_path, "group 'XX' from the groups option does not occur", manifest=str(manifest), groups=["CN", "XX"])
 
 
 def test_bad_subject_in_both_groups(cohort, tmp_path):
     manifest, _ = _copy(cohort, tmp_path, lambda rs: rs + [dict(rs[0], group="AD")])
-    _bad(tmp_path, r"subject 'S00' is in both groups \(lines 2, 14\)", manifest=str(manifest))
+    assert_fails_cleanly(tmp_path, r"subject 'S00' is in both groups \(lines 2, 14\)", manifest=str(manifest))
 
 
 def test_bad_sex_value_names_the_line(cohort, tmp_path):
     manifest, _ = _copy(cohort, tmp_path, lambda rs: [dict(r, sex="x") if i == 1 else r for i, r in enumerate(rs)])
-    _bad(tmp_path, "line 3: sex 'x' is not one of", manifest=str(manifest))
+    assert_fails_cleanly(tmp_path, "line 3: sex 'x' is not one of", manifest=str(manifest))
 
 
 @pytest.mark.parametrize("options, match", [
@@ -470,7 +470,7 @@ def test_bad_source_choice_and_centroid_without_masks(cohort, tmp_path):
     with pytest.raises(XaibenchError, match="exactly one of the options manifest"):
         nifti.make(manifest="m.csv", arrays={"A": "a.npy", "B": "b.npy"})
     manifest, _ = _copy(cohort, tmp_path, lambda rs: [{k: v for k, v in r.items() if k != "roi_mask"} for r in rs])
-    _bad(tmp_path, "roi-centroid\" needs ROI masks", manifest=str(manifest), slice="roi-centroid")
+    assert_fails_cleanly(tmp_path, "roi-centroid\" needs ROI masks", manifest=str(manifest), slice="roi-centroid")
     s = _load(tmp_path, manifest=str(manifest))  # no masks: centre slice, all-False masks
     assert not s.train.masks.any() and s.card["preprocessing"]["slice"] == "center"
     assert "roi_volume_mm3" not in s.train.meta
@@ -504,11 +504,11 @@ def test_array_format(tmp_path):
     assert labels["old-00000"] == 0 and labels["young-00000"] == 1
     assert s.card["source"] == "arrays"
     np.save(tmp_path / "wide.npy", np.full((4, 16, 16), 300.0, np.float32))
-    _bad(tmp_path / "x", "needs intensities in \\[0, 1\\]", **dict(opts, arrays={"young": str(tmp_path / "wide.npy"),
+    assert_fails_cleanly(tmp_path / "x", "needs intensities in \\[0, 1\\]", **dict(opts, arrays={"young": str(tmp_path / "wide.npy"),
                                                                               "old": str(tmp_path / "a.npy")}))
-    _bad(tmp_path / "y", "mask_arrays.young .* has shape", **dict(opts, mask_arrays={
+    assert_fails_cleanly(tmp_path / "y", "mask_arrays.young .* has shape", **dict(opts, mask_arrays={
         "young": str(tmp_path / "ma.npy"), "old": str(tmp_path / "ma.npy")}))
-    _bad(tmp_path / "z", "found 1 group", arrays={"old": str(tmp_path / "a.npy")})
+    assert_fails_cleanly(tmp_path / "z", "found 1 group", arrays={"old": str(tmp_path / "a.npy")})
 
 
 def test_registered_with_a_path_option():
