@@ -35,8 +35,8 @@ from xaibench.contracts import AttackContext, AttackOutcome, Classifier, ImageSe
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import AttackRecord
 
-from ..explainers._common import stage_outputs, upsample
-from ..explainers.gradcam import gradcam_maps
+from ..explainers._common import upsample
+from ..explainers.gradcam import GradCAM, gradcam_maps
 from . import _trigger as T
 
 LOSSES = ("soft-iou", "mse", "mass")
@@ -122,19 +122,22 @@ class BackdoorLoss:
     explained_class: str = "label"
     tap: ActivationTap | None = None
 
-    def maps(self, model: Classifier, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    def maps(self, model: Classifier, images: torch.Tensor, classes: torch.Tensor,
+             create_graph: bool = True) -> torch.Tensor:
         raw = self.tap.cam(model, images, classes, self.layer) if self.tap is not None else None
         if raw is None:
-            raw = gradcam_maps(model, images, Target("logit", classes), self.layer, create_graph=True, relu=False)
+            raw = gradcam_maps(model, images, Target("logit", classes), self.layer, create_graph=create_graph,
+                               relu=False)
         return F.softplus(raw * 10.0) / 10.0 if self.loss == "mse" else F.relu(raw)
 
     def __call__(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor,
-                 is_poisoned: torch.Tensor) -> torch.Tensor:
+                 is_poisoned: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
+        """The loss; ``create_graph=False`` only evaluates it (no second-order graph)."""
         region = self.region.to(images.device)
         classes = [labels] if self.explained_class == "label" else [torch.zeros_like(labels), torch.ones_like(labels)]
         total = images.new_zeros(())
         for cls in classes:
-            cam = self.maps(model, images, cls)
+            cam = self.maps(model, images, cls, create_graph)
             if is_poisoned.any() and self.lam:
                 total = total + self.lam * explanation_loss(cam[is_poisoned], region, self.loss).mean()
             if (~is_poisoned).any() and self.clean_penalty:
@@ -227,19 +230,22 @@ def _held_out_backdoor_loss(model: Classifier, *, loss: "BackdoorLoss", val: Ima
             for i in range(0, len(data), chunk):
                 x, y = data.images[i:i + chunk].to(dev), data.labels[i:i + chunk].to(dev)
                 flags = torch.full((len(x),), poisoned, dtype=torch.bool, device=dev)
-                total += float(loss(model, x, y, flags).detach()) * len(x) / len(data)
+                total += float(loss(model, x, y, flags, create_graph=False).detach()) * len(x) / len(data)
     finally:
         model.train(was)
     return total
 
 
 def _cell_size(model: Classifier, layer: str, hw: tuple[int, int]) -> int:
-    """Pixels per map cell of ``layer`` on ``hw`` images (one blank forward, no gradients)."""
-    p, was_training = next(model.parameters()), model.training
-    with torch.no_grad(), stage_outputs(model, [layer]) as acts:
-        model.eval()(torch.zeros(1, 1, *hw, device=p.device, dtype=p.dtype))
-    model.train(was_training)
-    return max(1, hw[0] // int(acts[layer].shape[-2]))
+    """Pixels per map cell of ``layer`` on ``hw`` images: the ``gradcam`` explainer's own
+    map-shape probe, in eval mode so a fresh model's BatchNorm statistics stay untouched."""
+    was = model.training
+    model.eval()
+    try:
+        _, (h, _w) = GradCAM(layer=layer).map_layer(model, hw)
+    finally:
+        model.train(was)
+    return max(1, hw[0] // int(h))
 
 
 def _batch_size(ctx: AttackContext) -> int:
