@@ -172,7 +172,8 @@ def _save_atomic(obj: Any, path: Path) -> None:
 def _imageset_state(s: ImageSet | None) -> dict | None:
     if s is None:
         return None
-    return {"images": s.images, "labels": s.labels, "masks": s.masks, "subject_ids": list(s.subject_ids)}
+    return {"images": s.images, "labels": s.labels, "masks": s.masks, "subject_ids": list(s.subject_ids),
+            "named_masks": dict(s.named_masks)}
 
 
 def _imageset_from(d: dict | None, rows_of: ImageSet | None = None) -> ImageSet | None:
@@ -181,7 +182,8 @@ def _imageset_from(d: dict | None, rows_of: ImageSet | None = None) -> ImageSet 
     if d is None:
         return None
     meta = dict(rows_of.meta) if rows_of is not None and len(rows_of) == len(d["labels"]) else {}
-    return ImageSet(d["images"], d["labels"], d["masks"], tuple(d["subject_ids"]), meta)
+    return ImageSet(d["images"], d["labels"], d["masks"], tuple(d["subject_ids"]), meta,
+                    dict(d.get("named_masks") or {}))
 
 
 def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, AttackOutcome]:
@@ -274,7 +276,9 @@ def explain_context(session: Session, splits: DatasetSplits, seed: int) -> Expla
     g = torch.Generator().manual_seed(seed)
     n = min(32, len(splits.train))
     ref = splits.train.images[torch.randperm(len(splits.train), generator=g)[:n]].to(session.device)
-    return ExplainContext(reference=ref, seed=seed, chunk_size=session.cfg.suite.chunk_size)
+    tr = splits.train
+    priors = {name: tr.mask(name).float().mean(0).to(session.device) for name in ["roi", *tr.named_masks]}
+    return ExplainContext(reference=ref, seed=seed, chunk_size=session.cfg.suite.chunk_size, mask_priors=priors)
 
 
 def cached_maps(session: Session, task: ModelTask, model: torch.nn.Module, e: Entry, explainer: Any,

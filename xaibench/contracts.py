@@ -6,7 +6,9 @@ The core only knows these types; plugins only need these types. Shapes and conve
 
 * images are ``float32`` tensors ``N×1×H×W`` with intensities in ``[0, 1]``;
 * ROI / region masks are ``bool`` tensors ``N×H×W`` (or ``H×W`` for one region shared by
-  every image);
+  every image). ``ImageSet.masks`` is the anatomical ROI; ``ImageSet.named_masks`` holds the
+  other masks a dataset knows, by name (see :data:`MASK_NAMES`), and ``ImageSet.mask(name)``
+  returns either;
 * labels are ``int64`` ``N`` with values ``0`` (group A) and ``1`` (group B);
 * an attribution map is ``float32`` ``N×H×W`` at input resolution, on the input's device;
   **larger means more evidence for the explained target**. Signed methods (IG, SHAP, LRP,
@@ -23,6 +25,25 @@ import torch
 
 # --------------------------------------------------------------------------- data
 
+MASK_NAMES = {
+    "roi": "the anatomical region of interest (e.g. both hippocampi); always present",
+    "roi-left": "the left half of the ROI (left hippocampus), where the dataset knows it",
+    "roi-right": "the right half of the ROI (right hippocampus), where the dataset knows it",
+    "evidence": "where the two groups actually differ in this image (simulated data: where the"
+                " group effect changed the image)",
+    "brain": "the brain (non-background) voxels",
+}
+"""Conventional mask names. A dataset may add others; metrics take ``mask = NAME``."""
+
+
+def _pick_mask(name: str, roi: torch.Tensor, named: Mapping[str, torch.Tensor], who: str) -> torch.Tensor:
+    if name == "roi":
+        return roi
+    if name not in named:
+        have = ", ".join(["roi", *sorted(named)])
+        raise KeyError(f"{who}: no mask named {name!r}; this data has {have}")
+    return named[name]
+
 
 @dataclass(frozen=True)
 class ImageSet:
@@ -33,16 +54,22 @@ class ImageSet:
     masks: torch.Tensor  # N×H×W bool; the ROI (all False when the dataset has none)
     subject_ids: tuple[str, ...] = ()
     meta: Mapping[str, np.ndarray] = field(default_factory=dict)  # covariates, length N
+    named_masks: Mapping[str, torch.Tensor] = field(default_factory=dict)  # name → N×H×W bool
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    def mask(self, name: str = "roi") -> torch.Tensor:
+        """The mask called ``name`` (``"roi"`` is :attr:`masks`); a one-line KeyError otherwise."""
+        return _pick_mask(name, self.masks, self.named_masks, "image set")
 
     def subset(self, index: Sequence[int] | np.ndarray | torch.Tensor) -> "ImageSet":
         """Rows ``index`` of every field (used for chunking and subsampling)."""
         idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
         ids = tuple(self.subject_ids[i] for i in idx.tolist()) if self.subject_ids else ()
         meta = {k: np.asarray(v)[idx.numpy()] for k, v in self.meta.items()}
-        return ImageSet(self.images[idx], self.labels[idx], self.masks[idx], ids, meta)
+        named = {k: v[idx] for k, v in self.named_masks.items()}
+        return ImageSet(self.images[idx], self.labels[idx], self.masks[idx], ids, meta, named)
 
     def with_images(self, images: torch.Tensor) -> "ImageSet":
         return replace(self, images=images)
@@ -212,6 +239,9 @@ class ExplainContext:
     reference: torch.Tensor  # some training images N_ref×1×H×W (SHAP / mean baselines)
     seed: int = 0
     chunk_size: int = 64  # max images pushed through the model per pass
+    # mask name → H×W float: the mean of that mask over the *training* images (the spatial
+    # prior a model-free baseline such as ``roi-prior`` returns); "roi" always present
+    mask_priors: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -285,6 +315,11 @@ class MetricInput:
     trigger: torch.Tensor | None = None  # attack's trigger footprint (H×W bool), if any
     meta: Mapping[str, np.ndarray] = field(default_factory=dict)
     splits: DatasetSplits | None = None  # the whole dataset (group statistics)
+    named_masks: Mapping[str, torch.Tensor] = field(default_factory=dict)  # name → N×H×W bool
+
+    def mask(self, name: str = "roi") -> torch.Tensor:
+        """The mask called ``name`` for these images (``"roi"`` is :attr:`masks`)."""
+        return _pick_mask(name, self.masks, self.named_masks, "metric input")
 
 
 @runtime_checkable

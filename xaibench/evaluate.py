@@ -127,7 +127,8 @@ class ModelEvaluation:
                     model=model, images=st.images.to(dev), labels=st.labels.to(dev), masks=st.masks.to(dev),
                     target=targets[cell.split] if cell.scope != "model" else make_target(
                         suite.target.kind, suite.target.classes, model, st.images, st.labels, splits, dev),
-                    context=ctx, split=cell.split, region=region, trigger=trigger, meta=st.meta, splits=splits)
+                    context=ctx, split=cell.split, region=region, trigger=trigger, meta=st.meta, splits=splits,
+                    named_masks={k: v.to(dev) for k, v in st.named_masks.items()})
                 if cell.scope == "explanation":
                     e = cell.explainer
                     inp.update(attributions=maps(e, cell.split), explainer=explainers[e.title][1],

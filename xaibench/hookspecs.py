@@ -39,6 +39,11 @@ class ExplainerRecord(PluginRecord):
     """``factory(**options) -> contracts.Explainer``."""
 
     layer_based: bool = False  # maps come from a feature layer (CAM family): IoU ceiling applies
+    # a model-free reference row rather than a method: "chance" (uniform random maps),
+    # "prior" (the mean training mask: where the ROI usually is) or "model-free" (an
+    # image-only map such as edges or intensity). The leaderboard shows these apart and
+    # marks methods that do not beat the prior.
+    baseline: str | None = None
 
 
 @dataclass(frozen=True)

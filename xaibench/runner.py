@@ -98,7 +98,8 @@ def seed_cells(session: Session, done: set[str]) -> Iterator[CellRecord]:
                             scores = metric.score(MetricInput(
                                 model=model, images=st.images.to(dev), labels=st.labels.to(dev),
                                 masks=st.masks.to(dev), target=tgt, context=ctx, seed_maps=maps,
-                                explainer_name=e.title, meta=st.meta, splits=splits))
+                                explainer_name=e.title, meta=st.meta, splits=splits,
+                                named_masks={k: v.to(dev) for k, v in st.named_masks.items()}))
                             rows, extras = score_rows(scores)
                             yield from session.drain()
                             yield CellRecord(cid, "metric", keys, cid, cfg, "done", time.perf_counter() - t0, rows,
