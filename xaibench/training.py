@@ -73,7 +73,9 @@ def train(
     cfg = _settings(builder, **override)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model.to(device)
+    # channels-last convolutions train about 25% faster on CPU (oneDNN) and on GPUs with
+    # tensor cores; the weights go back to the default layout for the explainers below
+    model.to(device, memory_format=torch.channels_last)
     groups = builder.param_groups(model) if builder is not None and hasattr(builder, "param_groups") else \
         [{"params": list(model.parameters()), "lr": cfg["lr"]}]
     opt = torch.optim.AdamW(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
@@ -127,6 +129,7 @@ def train(
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
+    model.to(memory_format=torch.contiguous_format)
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
