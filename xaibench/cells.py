@@ -202,6 +202,20 @@ def _imageset_from(d: dict | None, rows_of: ImageSet | None = None) -> ImageSet 
                     dict(d.get("named_masks") or {}))
 
 
+def _load_state(path: Path) -> dict | None:
+    """A cached model's state (tensors and plain data only: ``weights_only=True``), or
+    ``None`` with a warning when the file is damaged or foreign (the model is retrained)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or "state_dict" not in state:
+            raise ValueError("not a model state")
+        return state
+    except Exception as exc:  # noqa: BLE001 - e.g. a planted pickle: refused, never run
+        warn(f"{path}: unusable cached model ({type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}); "
+             "retrained")
+        return None
+
+
 def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, AttackOutcome]:
     """Load the model of ``task`` from the cache, or train it (through its attack); a
     freshly trained model's store record goes to ``session.pending``."""
@@ -211,8 +225,8 @@ def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, Att
     path = session.cache / "models" / f"{mid}.pt"
     splits = session.dataset(task.dataset)
     builder = session.make(task.backbone)
-    if path.exists() and not session.cfg.force:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _load_state(path) if path.exists() and not session.cfg.force else None
+    if state is not None:
         model = builder(num_classes=2, image_size=splits.image_size)
         model.load_state_dict(state["state_dict"])
         model.to(session.device).eval()
@@ -283,7 +297,8 @@ def make_target(kind: str, classes: str, model: torch.nn.Module, images: torch.T
 
 def failed_record(cell_id: str, kind: str, keys: dict, config: dict, exc: BaseException, wall: float,
                   versions: dict, commit: str | None) -> CellRecord:
-    tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    # unusable maps are the explainer's fault, said in its own words (no exception type)
+    tb = str(exc) if isinstance(exc, MapsError) else traceback.format_exception_only(type(exc), exc)[-1].strip()
     return CellRecord(cell_id, kind, keys, config_hash(config), config, "failed", wall, error=tb,
                       versions=versions, git_commit=commit)
 

@@ -55,14 +55,6 @@ def _folder(path: str | Path, flag: str = "--out") -> Path:
     return p
 
 
-def _results(path: str | Path) -> Path:
-    """An existing results folder (for the commands that read one)."""
-    p = _folder(path)
-    if not p.is_dir():
-        raise XaibenchError(f"--out {path}: no such results folder; give the folder `xaibench run` wrote")
-    return p
-
-
 def _load_suite(args, registry):
     from .suite import resolve
 
@@ -131,7 +123,7 @@ def cmd_leaderboard(args) -> int:
 
     if not args.out and not args.suite:
         raise XaibenchError("leaderboard: give --out DIR (a results folder) or --suite NAME")
-    out = _results(args.out or f"xaibench-results/{args.suite}")
+    out = _folder(args.out or f"xaibench-results/{args.suite}")
     if args.publish:
         from .leaderboard.build import publish
         from .names import bad_name
@@ -155,7 +147,7 @@ def cmd_leaderboard(args) -> int:
 def cmd_status(args) -> int:
     from .status import collect
 
-    for line in collect(_results(args.out)).lines():
+    for line in collect(_folder(args.out)).lines():
         print(line)
     return EXIT_OK
 
@@ -183,7 +175,7 @@ def cmd_report(args) -> int:
 
     if args.images < 1:
         raise XaibenchError(f"report --images {args.images}: must be at least 1")
-    _results(args.out)
+    _folder(args.out)
     publish = _folder(args.publish, "--publish") if args.publish else None
     command = f"xaibench report --out {args.out}" + (f" --suite {args.suite}" if args.suite else "") + \
         (f" --publish {args.publish}" if args.publish else "")
