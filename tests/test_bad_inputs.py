@@ -14,7 +14,6 @@ import pytest
 
 from xaibench.cli import main
 
-from .conftest import TOY_PLUGIN
 from .faults_helpers import payload_bytes, run_argv, snapshot, suite_file, survives
 
 

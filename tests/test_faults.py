@@ -228,3 +228,46 @@ def test_plugin_whose_name_is_a_path_is_skipped(capsys):
     out, err = capsys.readouterr()
     assert "../evil" not in out and "fine-name" in out
     assert "'../evil' is not a valid name" in err and len(err.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------- 6. storage faults
+
+def test_a_full_disk_inside_sqlite_is_one_line_and_keeps_what_was_stored(tmp_path, base, monkeypatch, capsys):
+    out = _copy(base, tmp_path)
+    before = snapshot(out)
+
+    def full(self, rec):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Store, "_write", full)
+    s = suite_file(tmp_path, name="other")  # new cells to write
+    assert main(run_argv(s, out)) == 2
+    monkeypatch.undo()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "disk full while writing" in err[0] and "results.sqlite" in err[0]
+    assert snapshot(out) == before and not (out / LOCK).exists()  # the lock is released, too
+
+
+def test_results_that_read_back_nan_are_distinct_from_missing(tmp_path):
+    store = Store(tmp_path / "r.sqlite")
+    keys = {"suite": "s", "dataset": "d", "backbone": "b", "attack": "none", "seed": 0, "explainer": "e",
+            "metric": "m", "split": "clean"}
+    store.write(CellRecord("c", "metric", keys, "h", {}, "done", 1.0, [("m", None, 0, float("nan"), None, True),
+                                                                        ("m", None, 1, 0.25, None, True)]))
+    v = store.values()
+    store.close()
+    assert v["value"].dtype == float and len(v) == 2 and math.isnan(v["value"][0]) and v["value"][1] == 0.25
+
+
+def test_a_cell_replaces_a_stored_cell_with_the_same_keys(tmp_path):
+    """An earlier config of the same suite (or an old id) never sits beside the new cell."""
+    store = Store(tmp_path / "r.sqlite")
+    keys = {"suite": "s", "dataset": "d", "backbone": "b", "attack": "none", "seed": 0, "explainer": "e",
+            "metric": "m", "split": "clean"}
+    store.write(CellRecord("old", "metric", keys, "h1", {}, "done", 1.0, [("m", None, 0, 0.1, None, True)]))
+    store.write(CellRecord("other", "metric", {**keys, "suite": "t"}, "h1", {}, "done", 1.0,
+                           [("m", None, 0, 0.3, None, True)]))
+    store.write(CellRecord("new", "metric", keys, "h2", {}, "done", 1.0, [("m", None, 0, 0.2, None, True)]))
+    v = store.values()
+    store.close()
+    assert sorted(zip(v["suite"], v["value"])) == [("s", 0.2), ("t", 0.3)]

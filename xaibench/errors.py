@@ -36,6 +36,11 @@ class StorageError(XaibenchError):
     the run stops with one line; what was stored stays."""
 
 
+class MapsError(Exception):
+    """An explainer returned unusable maps (non-finite or the wrong shape): its maps cell
+    fails with this message, and the metric cells that needed the maps point to it."""
+
+
 def closest(name: str, choices: Iterable[str], n: int = 3) -> str:
     """' (did you mean: a, b?)' or an empty string."""
     choices = sorted(choices)

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .cells import (MapsError, ModelTask, Session, cached_maps, cell_id, config_hash, eval_index, explain_context,
-                    failed_record, make_target, train_model)
+from .cells import (ModelTask, Session, cell_id, config_hash, eval_index, explain_context, failed_record, make_target,
+                    train_model)
+from .maps import MapsError, cached_maps
 from .contracts import MetricInput, Score
 from .errors import StorageError
 from .store import CellRecord

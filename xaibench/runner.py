@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .cells import ModelTask, RunConfig, Session, cached_maps, cell_id, config_hash, failed_record, train_model
+from .cells import ModelTask, RunConfig, Session, cell_id, config_hash, failed_record, train_model
+from .maps import cached_maps
 from .contracts import MetricInput
 from .evaluate import ModelEvaluation, score_rows
 from .store import CellRecord, Store

@@ -6,7 +6,10 @@ A NaN value means "undefined for this image": SQLite stores it as NULL and :meth
 reads it back as NaN (a row that is there), distinct from a value that was never computed
 (no row).
 Writing a cell replaces any earlier attempt atomically, so a crash or Ctrl-C leaves
-either the whole cell or nothing, and a rerun never duplicates rows.
+either the whole cell or nothing, and a rerun never duplicates rows. It also replaces any
+cell with the same keys (kind, suite, dataset, backbone, attack, seed, explainer, metric,
+split) under another id — an earlier config of the same suite, or a cell stored under an
+older id scheme — so a table row never pools two computations.
 """
 from __future__ import annotations
 
@@ -140,6 +143,8 @@ class Store:
         k = rec.keys
         with self._tx():
             self.db.execute("DELETE FROM cells WHERE cell_id = ?", (rec.cell_id,))
+            self.db.execute("DELETE FROM cells WHERE kind = ? AND " + " AND ".join(f"{c} IS ?" for c in KEY_COLUMNS),
+                            (rec.kind, *(k.get(c) for c in KEY_COLUMNS)))
             self.db.execute(
                 "INSERT INTO cells VALUES (" + ",".join("?" * 18) + ")",
                 (rec.cell_id, rec.kind, *(k.get(c) for c in KEY_COLUMNS), rec.config_hash,
