@@ -62,6 +62,11 @@ def _not_a_db(t, out, mp):
     return run_argv(_tiny(t), out)
 
 
+def _status_not_a_db(t, out, mp):
+    _not_a_db(t, out, mp)
+    return ["status", "--out", str(out)]
+
+
 def _malformed_pending(t, out, mp):
     (out / "pending").mkdir(exist_ok=True)
     (out / "pending" / "metric-0123.json").write_text('{"cell_id": "metric-0123", "kind": ')
@@ -115,6 +120,7 @@ CASES = {
     "disk-full": (_disk_full, 2, "disk full while writing"),
     "folder-in-use": (_locked, 2, "is in use by pid"),
     "malformed-pending-record": (_malformed_pending, 2, "metric-0123.json: not a readable cell record"),
+    "status-not-a-database": (_status_not_a_db, 2, "is not a SQLite database; move it away"),
     # options and names of plugins
     "option-wrong-type": (lambda t, out, mp: run_argv(_tiny(t, epochs='"4"'), out), 2,
                           "backbone resnet18: option epochs must be an integer, got '4'"),
@@ -175,8 +181,8 @@ def test_bad_input(case, base, tmp_path, monkeypatch, capsys):
     assert got == code, err
     assert len(lines) == 1, lines
     assert message in lines[0] and "Traceback" not in err
-    if case == "results-not-a-database":
-        assert "is not a SQLite database; move it away to start fresh" in lines[0]
+    if case in ("results-not-a-database", "status-not-a-database"):
+        assert "results.sqlite in " in lines[0] and "is not a SQLite database; move it away to start fresh" in lines[0]
         assert (out / "results.sqlite").read_bytes() != db_bytes  # (the planted file, left alone)
     else:
         assert survives(before, out)

@@ -198,6 +198,8 @@ def test_a_held_lock_refuses_a_second_run_and_a_stale_one_is_taken_over(tmp_path
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"is in use by pid {os.getpid()} on {socket.gethostname()}" in err[0]
         assert "--wait" in err[0]
+        assert main(["status", "--out", str(out)]) == 0
+        assert f"in use by pid {os.getpid()}" in capsys.readouterr().out
     assert not (out / LOCK).exists()
     (out / LOCK).write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(), "started": 0}))
     assert main(run_argv(s, out)) == 0

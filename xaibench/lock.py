@@ -46,6 +46,16 @@ def _describe(h: dict) -> str:
     return f"pid {h.get('pid', '?')} on {h.get('host', '?')} (started {started}, `{h.get('command', '?')}`)"
 
 
+def held_by(out: Path) -> str | None:
+    """Who holds ``out`` (for ``xaibench status``), or ``None`` when nobody does."""
+    path = Path(out) / LOCK
+    if not path.exists():
+        return None
+    h = _holder(path)
+    stale = h.get("host") == socket.gethostname() and isinstance(h.get("pid"), int) and not _alive(h["pid"])
+    return f"{_describe(h)}" + (" — stale: that process no longer runs; the next run takes it over" if stale else "")
+
+
 class FolderLock:
     """``with FolderLock(out, "xaibench run ..."):`` — exclusive use of ``out``."""
 
