@@ -123,7 +123,7 @@ def test_job_skips_cells_with_result_files_and_rebuilds_a_lost_model_row(tmp_pat
     opts = WorkerOptions()
     first = train_job("train-x", cfg, task, frozenset(), opts)
     assert first.done == 1 and first.cells[0].startswith("model-")
-    model_file = pending_dir(cfg.out) / f"{first.cells[0]}.pkl"
+    model_file = pending_dir(cfg.out) / f"{first.cells[0]}.json"
     original = read_pending(model_file)
     # a job killed after saving the weights but before writing the row: the row is rebuilt, not retrained
     model_file.unlink()
@@ -137,12 +137,12 @@ def test_job_skips_cells_with_result_files_and_rebuilds_a_lost_model_row(tmp_pat
     assert resubmission.function is requeued
     assert requeued().done == 0  # every cell has its result file: nothing is recomputed
     # --force: stage 1 retrains, stage 2 reloads that model and recomputes maps and cells, same numbers
-    before = {c: read_pending(pending_dir(cfg.out) / f"{c}.pkl").values for c in ev.cells}
+    before = {c: read_pending(pending_dir(cfg.out) / f"{c}.json").values for c in ev.cells}
     forced = replace(cfg, force=True)
     assert train_job("train-x", forced, task, frozenset(), opts).done == 1
     ev2 = eval_job("evaluate-x", forced, task, frozenset(), opts)
     assert sorted(ev2.cells) == sorted(ev.cells)
-    after = {c: read_pending(pending_dir(cfg.out) / f"{c}.pkl").values for c in ev.cells}
+    after = {c: read_pending(pending_dir(cfg.out) / f"{c}.json").values for c in ev.cells}
     strip = lambda rows: [r for r in rows if "seconds" not in r[0]]  # noqa: E731
     assert all(strip(before[c]) == strip(after[c]) for c in before) and any(strip(v) for v in before.values())
 

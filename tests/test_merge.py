@@ -3,7 +3,6 @@
 result files a killed run left behind are merged, and the caches are merged too."""
 from __future__ import annotations
 
-import pickle
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from xaibench.store import CellRecord, Store
 
 
 def _rec(cid: str, value: float, status: str = "done", seconds: float = 1.0, explainer: str = "gradcam") -> CellRecord:
-    keys = {"suite": "s", "dataset": "d", "backbone": "b", "attack": "none", "seed": 0, "explainer": explainer,
+    keys = {"suite": "s", "dataset": "d", "backbone": "b", "attack": "none", "seed": int(cid[1:]), "explainer": explainer,
             "metric": "iou", "split": "clean"}
     vals = [("iou", None, i, value + i, 0.1, True) for i in range(3)] + [("seconds_per_image", None, -1, seconds,
                                                                            None, False)]
@@ -65,7 +64,7 @@ def test_different_values_are_a_conflict_not_an_overwrite(tmp_path):
     rep = merge([a, b], tmp_path / "c")
     assert len(rep.conflicts) == 1
     line = rep.conflicts[0]
-    assert line.startswith("conflict: cell c1 (d/b/none/gradcam/iou/clean/seed0)") and "iou[image 0]: 0.5 vs" in line
+    assert line.startswith("conflict: cell c1 (d/b/none/gradcam/iou/clean/seed1)") and "iou[image 0]: 0.5 vs" in line
     assert [r[4] for r in _rows(tmp_path / "c") if r[0] == "c1" and r[2] == "iou"] == [0.5, 1.5, 2.5]  # first kept
     assert not merge([a, b], tmp_path / "d", rtol=1e-6).conflicts  # a tolerance, when asked for
     c = _folder(tmp_path / "e", _rec("c2", 0.7))
@@ -78,7 +77,7 @@ def test_done_beats_failed_and_pending_result_files_are_merged(tmp_path):
     a = _folder(tmp_path / "a", _rec("c1", 0.0, status="failed"), _rec("c2", 0.7))
     b = _folder(tmp_path / "b", _rec("c1", 0.5), _rec("c2", 0.0, status="failed"))
     (b / "pending").mkdir()
-    (b / "pending" / "c9.pkl").write_bytes(pickle.dumps(_rec("c9", 3.0)))  # a killed run's un-ingested result
+    (b / "pending" / "c9.json").write_text(_rec("c9", 3.0).to_json())  # a killed run's un-ingested result
     rep = merge([a, b], tmp_path / "c")
     assert not rep.conflicts and rep.replaced_failed == 1
     status = dict(sqlite3.connect(tmp_path / "c" / "results.sqlite").execute("SELECT cell_id, status FROM cells"))

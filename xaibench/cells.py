@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ import numpy as np
 import torch
 
 from . import __version__
+from .atomic import atomic_write
+from .errors import MapsError, warn
 from .contracts import AttackContext, AttackOutcome, DatasetSplits, ExplainContext, ImageSet, Target, TrainResult
 from .plugins import Registry, instantiate, load
 from .store import CellRecord
@@ -33,6 +34,14 @@ NONE_ATTACK = Entry("attack", "none", {}, "none")
 
 def config_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cell_id(kind: str, keys: dict[str, Any], cfg_hash: str) -> str:
+    """A cell's id: its computation (``cfg_hash``) *and* where it is stored (suite, labels),
+    so a second suite in a used folder gets cells of its own, under its own name; the
+    computation itself (models, maps) is still shared through the content-addressed cache."""
+    return f"{kind}-{config_hash({'keys': keys, 'config': cfg_hash})}"
+
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,10 @@ class Session:
     def model_id(self, t: ModelTask) -> str:
         return config_hash(self.model_config(t))
 
+    def model_cell(self, t: ModelTask) -> str:
+        """The id of ``t``'s model cell in this suite."""
+        return cell_id("model", t.model_keys(self.cfg.suite.name), self.model_id(t))
+
 
 def eval_index(splits: DatasetSplits, n: int, seed: int) -> np.ndarray:
     """The test images every explainer and metric sees: stratified by label, the same for
@@ -163,10 +176,9 @@ def eval_index(splits: DatasetSplits, n: int, seed: int) -> np.ndarray:
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` through :func:`atomic_write` (tensors and plain containers only, so
+    the file loads with ``weights_only=True``)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _imageset_state(s: ImageSet | None) -> dict | None:
@@ -186,6 +198,20 @@ def _imageset_from(d: dict | None, rows_of: ImageSet | None = None) -> ImageSet 
                     dict(d.get("named_masks") or {}))
 
 
+def _load_state(path: Path) -> dict | None:
+    """A cached model's state (tensors and plain data only: ``weights_only=True``), or
+    ``None`` with a warning when the file is damaged or foreign (the model is retrained)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or "state_dict" not in state:
+            raise ValueError("not a model state")
+        return state
+    except Exception as exc:  # noqa: BLE001 - e.g. a planted pickle: refused, never run
+        warn(f"{path}: unusable cached model ({type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}); "
+             "retrained")
+        return None
+
+
 def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, AttackOutcome]:
     """Load the model of ``task`` from the cache, or train it (through its attack); a
     freshly trained model's store record goes to ``session.pending``."""
@@ -195,8 +221,8 @@ def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, Att
     path = session.cache / "models" / f"{mid}.pt"
     splits = session.dataset(task.dataset)
     builder = session.make(task.backbone)
-    if path.exists() and not session.cfg.force:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _load_state(path) if path.exists() and not session.cfg.force else None
+    if state is not None:
         model = builder(num_classes=2, image_size=splits.image_size)
         model.load_state_dict(state["state_dict"])
         model.to(session.device).eval()
@@ -205,11 +231,11 @@ def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, Att
             triggered_test=_imageset_from(state["triggered_test"], splits.test), region=state["region"],
             trigger=state["trigger"], info=json.loads(state["info"]))
         session._models[mid] = (model, outcome)
-        if f"model-{mid}" not in session.stored:
+        if session.model_cell(task) not in session.stored:
             # weights cached but no model cell in this store (killed between the two writes,
-            # or a fresh store over a kept cache): rebuilt from the cached state, not retrained
+            # a fresh store over a kept cache, another suite): rebuilt from the cached state
             session.pending.append(model_record(session, task, outcome, outcome.train.seconds))
-            session.stored.add(f"model-{mid}")
+            session.stored.add(session.model_cell(task))
         return model, outcome
     start = time.perf_counter()
     attack = session.make(task.attack)
@@ -229,7 +255,7 @@ def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, Att
                   "trigger": outcome.trigger, "info": json.dumps(dict(outcome.info), default=str)}, path)
     session._models[mid] = (model, outcome)
     session.pending.append(model_record(session, task, outcome, time.perf_counter() - start))
-    session.stored.add(f"model-{mid}")
+    session.stored.add(session.model_cell(task))
     return model, outcome
 
 
@@ -239,7 +265,7 @@ def model_record(session: Session, task: ModelTask, outcome: AttackOutcome, wall
     mid = session.model_id(task)
     hist = dict(outcome.train.history)
     return CellRecord(
-        cell_id=f"model-{mid}", kind="model", keys=task.model_keys(session.cfg.suite.name), config_hash=mid,
+        cell_id=session.model_cell(task), kind="model", keys=task.model_keys(session.cfg.suite.name), config_hash=mid,
         config=session.model_config(task), status="done", wall_time=wall,
         values=[("train_seconds", None, -1, outcome.train.seconds, None, False),
                 ("epochs", None, -1, len(hist.get("val_loss", [])), None, False)],
@@ -267,7 +293,8 @@ def make_target(kind: str, classes: str, model: torch.nn.Module, images: torch.T
 
 def failed_record(cell_id: str, kind: str, keys: dict, config: dict, exc: BaseException, wall: float,
                   versions: dict, commit: str | None) -> CellRecord:
-    tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    # unusable maps are the explainer's fault, said in its own words (no exception type)
+    tb = str(exc) if isinstance(exc, MapsError) else traceback.format_exception_only(type(exc), exc)[-1].strip()
     return CellRecord(cell_id, kind, keys, config_hash(config), config, "failed", wall, error=tb,
                       versions=versions, git_commit=commit)
 
@@ -279,42 +306,3 @@ def explain_context(session: Session, splits: DatasetSplits, seed: int) -> Expla
     tr = splits.train
     priors = {name: tr.mask(name).float().mean(0).to(session.device) for name in ["roi", *tr.named_masks]}
     return ExplainContext(reference=ref, seed=seed, chunk_size=session.cfg.suite.chunk_size, mask_priors=priors)
-
-
-def cached_maps(session: Session, task: ModelTask, model: torch.nn.Module, e: Entry, explainer: Any,
-                st: ImageSet, split: str, target: Target, ctx: ExplainContext, record: bool = True) -> torch.Tensor:
-    """Maps of explainer ``e`` for ``st`` under ``task``'s model, from ``OUT/cache/maps`` or
-    computed and cached (the maps cell, with its wall time, goes to ``session.pending``)."""
-    from .evaluate import score_rows
-
-    suite, dev = session.cfg.suite, session.device
-    mcfg = {"model": session.model_id(task), "explainer": session.ident(e), "split": split, "n_eval": suite.n_eval,
-            "target": vars(suite.target), "data_seed": suite.data_seed, "seed": task.seed}
-    mh = config_hash(mcfg)
-    path = session.cache / "maps" / f"{mh}.pt"
-    sidecar = path.with_suffix(".cell.pt")  # the maps cell's record, kept with the maps
-    if path.exists() and not session.cfg.force:
-        if record and f"maps-{mh}" not in session.stored and sidecar.exists():
-            # maps cached but their cell not in this store (a run killed between the two
-            # writes, or a fresh store over a kept cache): the record comes back with them
-            session.pending.append(CellRecord(**torch.load(sidecar, weights_only=False)))
-            session.stored.add(f"maps-{mh}")
-        return torch.load(path, map_location=dev, weights_only=True)
-    t0 = time.perf_counter()
-    out = explainer.explain(model, st.images.to(dev), target, ctx).detach().float()
-    wall = time.perf_counter() - t0
-    rec = None
-    if record:
-        rows: list = [("seconds_per_image", None, -1, wall / max(1, len(st)), None, False)]
-        describe = getattr(explainer, "describe", None)
-        if describe is not None and split == "clean":  # e.g. the IoU ceiling of a layer map
-            rows += score_rows(describe(model, st.images.to(dev), st.masks.to(dev)))[0]
-        rec = CellRecord(
-            f"maps-{mh}", "maps", {**task.keys(suite.name), "explainer": e.title, "split": split, "metric": "maps"},
-            mh, mcfg, "done", wall, rows, versions=session.versions(e), git_commit=session.git_commit)
-        _save_atomic(asdict(rec), sidecar)  # before the maps: a cache hit always finds it
-    _save_atomic(out.cpu(), path)
-    if rec is not None:
-        session.pending.append(rec)
-        session.stored.add(rec.cell_id)
-    return out

@@ -10,7 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .errors import EXIT_CELLS_FAILED, EXIT_INTERRUPTED, EXIT_OK, XaibenchError
+from .errors import EXIT_CELLS_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, XaibenchError
 from .suite import Entry
 
 
@@ -47,6 +47,14 @@ def _dataset_override(spec: str, registry) -> Entry:
     return Entry("dataset", name, opts, name)
 
 
+def _folder(path: str | Path, flag: str = "--out") -> Path:
+    """``path`` resolved, checked to be a folder (or not yet there: it is created)."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise XaibenchError(f"{flag} {path} is a file, not a folder; give a folder (it is created if missing)")
+    return p
+
+
 def _load_suite(args, registry):
     from .suite import resolve
 
@@ -60,7 +68,8 @@ def _load_suite(args, registry):
 
 def cmd_run(args) -> int:
     from .cells import RunConfig
-    from .plugins import load
+    from .lock import FolderLock
+    from .plugins import instantiate, load
     from .runner import run_local
 
     device = _device(args.device)
@@ -70,24 +79,26 @@ def cmd_run(args) -> int:
     for kind_entries in (suite.datasets, suite.backbones, suite.attacks, suite.explainers, suite.metrics):
         for e in kind_entries:
             registry.get(e.kind, e.name)  # unknown names fail before any work
-    out = Path(args.out or f"xaibench-results/{suite.name}")
+            instantiate(registry, e.kind, e.name, dict(e.options))  # and wrong option names or types
+    out = _folder(args.out or f"xaibench-results/{suite.name}")
     cfg = RunConfig(suite=suite, out=out, plugin_files=tuple(args.plugin), device=device,
                     force=args.force, progress=not args.quiet)
     executor = args.executor or suite.executor.get("name", "local")
-    if executor == "local":
-        summary = run_local(cfg)
-    else:
-        from .executors import run_with
+    with FolderLock(out, f"xaibench run --suite {args.suite}", wait=args.wait):
+        if executor == "local":
+            summary = run_local(cfg)
+        else:
+            from .executors import run_with
 
-        summary = run_with(executor, cfg, args)
-    print(f"{suite.name}: {summary.line()}; results in {out}")
-    for f in summary.failed[:20]:
-        print(f"  failed: {f}")
-    if not args.no_leaderboard:
-        from .leaderboard.build import write_all
+            summary = run_with(executor, cfg, args)
+        print(f"{suite.name}: {summary.line()}; results in {out}")
+        for f in summary.failed[:20]:
+            print(f"  failed: {f}")
+        if not args.no_leaderboard:
+            from .leaderboard.build import write_all
 
-        paths = write_all(out, suite.name)
-        print(f"leaderboard: {', '.join(str(p) for p in paths)}")
+            paths = write_all(out, suite.name)
+            print(f"leaderboard: {', '.join(str(p) for p in paths)}")
     return EXIT_CELLS_FAILED if summary.failed else EXIT_OK
 
 
@@ -112,11 +123,15 @@ def cmd_leaderboard(args) -> int:
 
     if not args.out and not args.suite:
         raise XaibenchError("leaderboard: give --out DIR (a results folder) or --suite NAME")
-    out = Path(args.out or f"xaibench-results/{args.suite}")
+    out = _folder(args.out or f"xaibench-results/{args.suite}")
     if args.publish:
         from .leaderboard.build import publish
+        from .names import bad_name
 
-        name = args.suite or out.name
+        name = args.suite or out.resolve().name
+        if (why := bad_name(name)) is not None:  # it becomes DIR/NAME.csv
+            raise XaibenchError(f"leaderboard --suite: {why}")
+        _folder(args.publish, "--publish")
         cmd = f"xaibench run --suite {name}" + (f" && xaibench leaderboard --suite {name} --publish {args.publish}")
         for p in publish(out, Path(args.publish), name, args.command or cmd):
             print(p)
@@ -132,7 +147,7 @@ def cmd_leaderboard(args) -> int:
 def cmd_status(args) -> int:
     from .status import collect
 
-    for line in collect(Path(args.out)).lines():
+    for line in collect(_folder(args.out)).lines():
         print(line)
     return EXIT_OK
 
@@ -142,14 +157,17 @@ def cmd_merge(args) -> int:
 
     if args.rtol < 0:
         raise XaibenchError(f"merge --rtol {args.rtol}: must be >= 0")
-    rep = merge([Path(s) for s in args.sources], Path(args.out), rtol=args.rtol)
-    for line in rep.conflicts:
+    from .lock import FolderLock
+
+    out = _folder(args.out)
+    with FolderLock(out, "xaibench merge"):
+        rep = merge([Path(s) for s in args.sources], out, rtol=args.rtol)
+    for line in rep.conflicts + rep.refused[:20]:
         print(line)
-    print(f"merged into {args.out}: {rep.added} cells added, {rep.identical} identical, "
-          f"{rep.replaced_failed} failed cells replaced by done ones, {len(rep.conflicts)} conflicts; "
-          f"{rep.files_copied} cache files copied" + (f", {rep.file_conflicts} cache files differ (first kept)"
-                                                      if rep.file_conflicts else ""))
-    return EXIT_CELLS_FAILED if rep.conflicts else EXIT_OK
+    print(rep.line(Path(args.out)))
+    if rep.unreadable:
+        return EXIT_USAGE
+    return EXIT_CELLS_FAILED if rep.conflicts or rep.refused else EXIT_OK
 
 
 def cmd_report(args) -> int:
@@ -157,7 +175,8 @@ def cmd_report(args) -> int:
 
     if args.images < 1:
         raise XaibenchError(f"report --images {args.images}: must be at least 1")
-    publish = Path(args.publish) if args.publish else None
+    _folder(args.out)
+    publish = _folder(args.publish, "--publish") if args.publish else None
     command = f"xaibench report --out {args.out}" + (f" --suite {args.suite}" if args.suite else "") + \
         (f" --publish {args.publish}" if args.publish else "")
     path = build_report(Path(args.out), suite=args.suite, plugin_files=tuple(args.plugin), n_images=args.images,
@@ -179,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the suite's datasets, e.g. nifti:path/to/manifest.csv (repeatable)")
     r.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when available)")
     r.add_argument("--force", action="store_true", help="recompute cells that are already stored")
+    r.add_argument("--wait", action="store_true", help="if another run holds the results folder, wait for it")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--no-leaderboard", action="store_true", help="do not write leaderboard files after the run")
     r.add_argument("--executor", choices=["local", "dask", "slurm"], help="where cells run (default local)")
@@ -236,6 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     except XaibenchError as exc:
         print(f"xaibench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a full or read-only disk reached outside the atomic writers
+        from .atomic import storage_error
+
+        err = storage_error(exc, exc.filename or "the results folder")
+        if err is None:
+            raise
+        print(f"xaibench: error: {err}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("xaibench: interrupted; finished cells are stored, rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -3,13 +3,15 @@
 Exit codes (also in the README):
   0  everything ran (or was already stored)
   1  the run finished but some cells failed (listed in the summary and the store)
-  2  bad input: unknown name, invalid suite file, bad data file, bad option
+  2  bad input: unknown name, invalid suite file, bad data file, bad option, unusable
+     results folder (a file, read-only, not a database, disk full, in use by another run)
   3  a plugin could not be loaded and the run needs it
   130 interrupted (Ctrl-C); what was stored stays, rerun to resume
 """
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Iterable
 
 EXIT_OK = 0
@@ -29,6 +31,16 @@ class PluginError(XaibenchError):
     exit_code = EXIT_PLUGIN
 
 
+class StorageError(XaibenchError):
+    """The results folder cannot be written (full, read-only, not a database, locked):
+    the run stops with one line; what was stored stays."""
+
+
+class MapsError(Exception):
+    """An explainer returned unusable maps (non-finite or the wrong shape): its maps cell
+    fails with this message, and the metric cells that needed the maps point to it."""
+
+
 def closest(name: str, choices: Iterable[str], n: int = 3) -> str:
     """' (did you mean: a, b?)' or an empty string."""
     choices = sorted(choices)
@@ -36,3 +48,8 @@ def closest(name: str, choices: Iterable[str], n: int = 3) -> str:
     if hits:
         return f" (did you mean: {', '.join(hits)}?)"
     return f" (known: {', '.join(choices)})" if choices else ""
+
+
+def warn(message: str) -> None:
+    """One warning line on standard error (a skipped file, a taken-over lock)."""
+    print(f"xaibench: warning: {message}", file=sys.stderr, flush=True)

@@ -2,7 +2,10 @@
 cell (one per explainer × metric × split, or per scope), each returned as a store record.
 
 Cells already in the store are skipped; maps are computed only for explainers that still
-have a missing cell, so a resumed run redoes nothing that finished.
+have a missing cell, so a resumed run redoes nothing that finished. Scores are checked where
+they are made: NaN means "undefined for this image" (stored, read back as NaN, counted by the
+leaderboard); an infinite score fails its metric cell. Unusable maps fail the explainer's
+maps cell, and the metric cells that needed them say so.
 """
 from __future__ import annotations
 
@@ -14,9 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .cells import (ModelTask, Session, cached_maps, config_hash, eval_index, explain_context, failed_record,
-                    make_target, train_model)
+from .cells import (ModelTask, Session, cell_id, config_hash, eval_index, explain_context, failed_record, make_target,
+                    train_model)
+from .maps import MapsError, cached_maps
 from .contracts import MetricInput, Score
+from .errors import StorageError
 from .store import CellRecord
 from .suite import Entry
 
@@ -31,13 +36,21 @@ class MetricCell:
     split: str
     scope: str
     config: dict[str, Any]
+    keys: dict[str, Any]
 
 
-def score_rows(scores: list[Score]) -> tuple[list[ScoreRow], list[tuple[str, str | None, Any]]]:
+def score_rows(scores: list[Score], who: str = "metric") -> tuple[list[ScoreRow], list[tuple[str, str | None, Any]]]:
+    """Store rows of ``scores``; ``ValueError`` naming ``who`` for an infinite value (NaN is
+    kept: it means the score is undefined for that image)."""
     rows: list[ScoreRow] = []
     extras = []
     for s in scores:
         vals = np.asarray(s.values, dtype=float).reshape(-1)
+        inf = np.flatnonzero(np.isinf(vals))
+        if inf.size:
+            where = f"[image {inf[0]}]" if vals.size > 1 else ""
+            raise ValueError(f"{who}: value {s.name}{where} is infinite ({inf.size} of {vals.size}); "
+                             "a score must be finite or NaN (undefined)")
         if vals.size == 1 and getattr(s, "aggregate", True) and len(vals) == 1:
             rows.append((s.name, s.explainer, -1, float(vals[0]), s.chance, s.higher_is_better))
         else:
@@ -75,7 +88,9 @@ class ModelEvaluation:
                 cfg = {**base, "metric": self.s.ident(m), "split": sp, "scope": scope,
                        "explainer": self.s.ident(e) if e else None,
                        "explainers": [self.s.ident(x) for x in self.suite.explainers] if scope in ("explainers", "attack") else None}
-                cells.append(MetricCell(config_hash(cfg), m, e, sp, scope, cfg))
+                keys = {**self.task.keys(self.suite.name), "metric": m.title, "split": sp,
+                        "explainer": e.title if e else "*" if scope in ("explainers", "attack") else "-"}
+                cells.append(MetricCell(cell_id("metric", keys, config_hash(cfg)), m, e, sp, scope, cfg, keys))
         return cells
 
     def run(self, done: set[str]) -> Iterator[CellRecord]:
@@ -97,18 +112,24 @@ class ModelEvaluation:
         targets = {sp: make_target(suite.target.kind, suite.target.classes, model, st.images, st.labels, splits, dev)
                    for sp, st in sets.items()}
         explainers = {e.title: (e, s.make(e)) for e in suite.explainers}
-        maps_cache: dict[tuple[str, str, str], torch.Tensor] = {}
+        maps_cache: dict[tuple[str, str, str], torch.Tensor | MapsError] = {}
 
         def maps(e: Entry, split: str, which: str = "model") -> torch.Tensor:
             key = (e.title, split, which)
+            if isinstance(maps_cache.get(key), MapsError):
+                raise maps_cache[key]  # type: ignore[misc]  # the explainer failed once: not rerun per metric
             if key in maps_cache:
-                return maps_cache[key]
+                return maps_cache[key]  # type: ignore[return-value]
             m = model if which == "model" else train_model(s, task.clean())[0]
             st = sets[split]
             tgt = targets[split] if which == "model" else make_target(
                 suite.target.kind, suite.target.classes, m, st.images, st.labels, splits, dev)
-            out = cached_maps(s, task if which == "model" else task.clean(), m, e, explainers[e.title][1],
-                              st, split, tgt, ctx, record=which == "model")
+            try:
+                out = cached_maps(s, task if which == "model" else task.clean(), m, e, explainers[e.title][1],
+                                  st, split, tgt, ctx, record=which == "model")
+            except MapsError as exc:
+                maps_cache[key] = exc
+                raise
             maps_cache[key] = out.to(dev)
             return maps_cache[key]
 
@@ -117,8 +138,7 @@ class ModelEvaluation:
         trigger = outcome.trigger.to(dev) if outcome.trigger is not None else None
         for cell in todo:
             t0 = time.perf_counter()
-            keys = {**task.keys(suite.name), "metric": cell.metric.title, "split": cell.split,
-                    "explainer": cell.explainer.title if cell.explainer else "*" if cell.scope in ("explainers", "attack") else "-"}
+            keys = cell.keys
             versions = s.versions(task.dataset, task.backbone, task.attack, cell.metric,
                                   *( [cell.explainer] if cell.explainer else []))
             try:
@@ -143,11 +163,14 @@ class ModelEvaluation:
                 t0 = time.perf_counter()
                 scores = s.make(cell.metric).score(metric_input)
                 yield from s.drain()
-                rows, extras = score_rows(scores)
-                yield CellRecord(cell.cell_id, "metric", keys, cell.cell_id, cell.config, "done",
+                rows, extras = score_rows(scores, f"metric {cell.metric.title}")
+                yield CellRecord(cell.cell_id, "metric", keys, config_hash(cell.config), cell.config, "done",
                                  time.perf_counter() - t0, rows, extras, versions=versions, git_commit=s.git_commit)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # a failing cell is recorded; the run goes on
+                if isinstance(exc, StorageError):
+                    raise  # the results folder cannot be written: stop with one line
+                yield from s.drain()  # e.g. the failed maps cell this metric cell points to
                 yield failed_record(cell.cell_id, "metric", keys, cell.config, exc, time.perf_counter() - t0,
                                     versions, s.git_commit)

@@ -7,22 +7,29 @@ line each) and the merge exits 1, so a disagreement is never silently overwritte
 "Identical" ignores what legitimately differs between two runs of the same cell: wall
 times, timestamps, versions/commit, and values whose name contains ``seconds``.
 A failed cell never wins over a done one. Result files not yet ingested by a killed run
-are merged too, and so are the cache folders (models, maps, datasets: content-addressed
-files, copied when missing).
+are merged too (plain JSON; a file that is not a record is skipped with a warning and the
+merge exits 2), and so are the cache folders (models, maps, datasets: content-addressed
+files, copied when missing; old pickled sidecars are never copied).
+
+Cell ids include the suite name and the entry labels, so different suites are kept apart
+(each under its own name). A cell whose keys (suite, dataset, backbone, attack, seed,
+explainer, metric, split) match a stored cell of a *different* config is refused: pooling
+the two would put two computations into one table row. The summary says how many cells
+of each suite were merged, kept apart and refused.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import XaibenchError
-from .store import Store
+from .atomic import atomic_write
+from .errors import XaibenchError, warn
+from .store import KEY_COLUMNS, Store, _db_error
 
 TIMING = "seconds"
 CACHE_DIRS = ("models", "maps", "datasets")
@@ -54,6 +61,20 @@ class MergeReport:
     conflicts: list[str] = field(default_factory=list)
     files_copied: int = 0
     file_conflicts: int = 0
+    refused: list[str] = field(default_factory=list)  # one line per refused cell
+    unreadable: int = 0  # result files skipped (not cell records)
+    suites: dict[str, int] = field(default_factory=dict)  # suite -> cells added from the sources
+
+    def line(self, out: Path) -> str:
+        """The one-line summary of what was merged, kept apart and refused."""
+        suites = ", ".join(f"{k} {v}" for k, v in sorted(self.suites.items())) or "none"
+        apart = f" (suites kept apart: {suites})" if len(self.suites) > 1 else f" (suite {suites})"
+        s = (f"merged into {out}: {self.added} cells added{apart}, {self.identical} identical, "
+             f"{self.replaced_failed} failed cells replaced by done ones, {len(self.conflicts)} conflicts, "
+             f"{len(self.refused)} refused (same keys, different config)")
+        s += f", {self.unreadable} unreadable result files skipped" if self.unreadable else ""
+        s += f"; {self.files_copied} cache files copied"
+        return s + (f", {self.file_conflicts} cache files differ (first kept)" if self.file_conflicts else "")
 
 
 def _drop_timing(obj: Any) -> Any:
@@ -127,28 +148,46 @@ def read_cells(db: sqlite3.Connection) -> dict[str, Cell]:
     return {k: Cell(rows[k], tuple(sorted(vals[k], key=str)), tuple(sorted(ext[k], key=str))) for k in rows}
 
 
-def source_cells(folder: Path) -> dict[str, Cell]:
-    """The cells of a results folder: its store plus result files a killed run left behind."""
-    from .executors.jobs import pending_files, read_pending
+def source_cells(folder: Path, report: MergeReport | None = None) -> dict[str, Cell]:
+    """The cells of a results folder: its store plus result files a killed run left behind
+    (a file that is not a cell record is skipped with a warning naming it)."""
+    from .executors.jobs import PendingError, legacy_files, pending_files, read_pending
 
     cells: dict[str, Cell] = {}
     db_path = folder / "results.sqlite"
     if db_path.exists():
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
         try:
-            cells.update(read_cells(db))
-        finally:
-            db.close()
-    files = pending_files(folder)
-    if files:
+            db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+            try:
+                cells.update(read_cells(db))
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise _db_error(exc, db_path) from None
+    bad = [(p, f"{p}: old pickled result file, not read (pickles can run code); skipped") for p in legacy_files(folder)]
+    recs = []
+    for p in pending_files(folder):
+        try:
+            recs.append(read_pending(p))
+        except PendingError as exc:
+            bad.append((p, str(exc)))
+    for _, why in bad:
+        warn(why)
+    if report is not None:
+        report.unreadable += len(bad)
+    if recs:
         mem = Store(Path(":memory:"))
         try:
-            for p in files:
-                mem.write(read_pending(p))
+            for r in recs:
+                mem.write(r)
             cells.update(read_cells(mem.db))
         finally:
             mem.close()
     return cells
+
+
+def _key(cell: Cell) -> tuple:
+    return (cell.row.get("kind"), *(cell.row.get(k) for k in KEY_COLUMNS))
 
 
 def _write(dest: Store, cell: Cell) -> None:
@@ -180,17 +219,15 @@ def merge_caches(src: Path, out: Path, report: MergeReport) -> None:
         if not root.is_dir():
             continue
         for p in root.rglob("*"):
-            if not p.is_file() or ".tmp" in p.name:
-                continue
+            if not p.is_file() or ".tmp" in p.name or p.name.endswith((".pkl", ".cell.pt")):
+                continue  # (old pickled records are never copied: they could run code)
             target = out / "cache" / sub / p.relative_to(root)
             if target.exists():
                 if sub != "datasets" and not _same_file(p, target):
                     report.file_conflicts += 1  # e.g. a model retrained on another GPU: keep the first
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.merge{os.getpid()}.tmp")
-            shutil.copy2(p, tmp)
-            os.replace(tmp, target)
+            with open(p, "rb") as f:
+                atomic_write(target, lambda g: shutil.copyfileobj(f, g, 1 << 20))
             report.files_copied += 1
 
 
@@ -209,14 +246,22 @@ def merge(sources: list[Path], out: Path, rtol: float = 0.0) -> MergeReport:
     dest = Store(out / "results.sqlite")
     try:
         have = read_cells(dest.db)
+        configs = {_key(c): c.row.get("config_hash") for c in have.values()}
         for src in sources:
             src = Path(src)
-            for cid, cell in source_cells(src).items():
+            for cid, cell in source_cells(src, report).items():
                 mine = have.get(cid)
-                if mine is None:
+                other = configs.get(_key(cell))
+                if mine is None and other is not None and other != cell.row.get("config_hash"):
+                    report.refused.append(f"refused: cell {cid} ({cell.label()}, suite {cell.row.get('suite')}) in "
+                                          f"{src}: config {cell.row.get('config_hash')} where {out} has {other}")
+                elif mine is None:
                     _write(dest, cell)
                     have[cid] = cell
+                    configs[_key(cell)] = cell.row.get("config_hash")
                     report.added += 1
+                    suite = str(cell.row.get("suite"))
+                    report.suites[suite] = report.suites.get(suite, 0) + 1
                 elif mine.status == "failed" and cell.status == "done":
                     _write(dest, cell)
                     have[cid] = cell

@@ -22,6 +22,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError, XaibenchError, closest
+from .names import bad_name
 from .hookspecs import (
     AttackRecord,
     BackboneRecord,
@@ -142,6 +143,10 @@ class PluginManager:
                         raise PluginError(
                             f"{provider}: {hook_name} yielded {type(rec).__name__}, expected {record_type.__name__}"
                         )
+                    why = bad_name(rec.name)
+                    if why is not None:  # names become table cells and file names
+                        reg.failures.append(f"{provider}: {kind} {why}; skipped")
+                        continue
                     if rec.name in reg.records[kind]:
                         other = reg.providers[(kind, rec.name)]
                         raise PluginError(
@@ -165,8 +170,11 @@ def load(plugin_files: Iterable[str | Path] = (), *, extra: Iterable[object] = (
 
 
 def instantiate(reg: Registry, kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
-    """``factory(**options)``, with a wrong option name turned into a one-line user error."""
+    """``factory(**options)``, with a wrong option name or type turned into a one-line user error."""
+    from .options import check_types
+
     rec = reg.get(kind, name)
+    check_types(kind, name, rec.factory, dict(options or {}))
     try:
         return rec.factory(**dict(options or {}))
     except TypeError as exc:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .cells import ModelTask, RunConfig, Session, cached_maps, config_hash, failed_record, train_model
+from .cells import ModelTask, RunConfig, Session, cell_id, config_hash, failed_record, train_model
+from .maps import cached_maps
 from .contracts import MetricInput
 from .evaluate import ModelEvaluation, score_rows
 from .store import CellRecord, Store
@@ -51,7 +52,8 @@ def run_task(session: Session, task: ModelTask, done: set[str]) -> Iterator[Cell
         if getattr(exc, "exit_code", None) is not None:
             raise  # user errors (bad options, bad data) stop the run with their one line
         cfg = session.model_config(task)
-        yield failed_record(f"model-{session.model_id(task)}", "model", task.model_keys(session.cfg.suite.name), cfg,
+        yield from session.drain()
+        yield failed_record(session.model_cell(task), "model", task.model_keys(session.cfg.suite.name), cfg,
                             exc, time.perf_counter() - t0, session.versions(task.dataset, task.backbone, task.attack),
                             session.git_commit)
 
@@ -76,11 +78,11 @@ def seed_cells(session: Session, done: set[str]) -> Iterator[CellRecord]:
                         tasks = [ModelTask(d, b, a, sd) for sd in suite.seeds]
                         cfg = {"models": [session.model_id(t) for t in tasks], "metric": session.ident(m),
                                "explainer": session.ident(e), "n_eval": suite.n_eval, "target": vars(suite.target)}
-                        cid = config_hash(cfg)
-                        if cid in done:
-                            continue
                         keys = {"suite": suite.name, "dataset": d.title, "backbone": b.title, "attack": a.title,
                                 "seed": -1, "explainer": e.title, "metric": m.title, "split": "clean"}
+                        cid = cell_id("metric", keys, config_hash(cfg))
+                        if cid in done:
+                            continue
                         t0 = time.perf_counter()
                         versions = session.versions(d, b, a, m, e)
                         try:
@@ -100,15 +102,16 @@ def seed_cells(session: Session, done: set[str]) -> Iterator[CellRecord]:
                                 masks=st.masks.to(dev), target=tgt, context=ctx, seed_maps=maps,
                                 explainer_name=e.title, meta=st.meta, splits=splits,
                                 named_masks={k: v.to(dev) for k, v in st.named_masks.items()}))
-                            rows, extras = score_rows(scores)
+                            rows, extras = score_rows(scores, f"metric {m.title}")
                             yield from session.drain()
-                            yield CellRecord(cid, "metric", keys, cid, cfg, "done", time.perf_counter() - t0, rows,
+                            yield CellRecord(cid, "metric", keys, config_hash(cfg), cfg, "done", time.perf_counter() - t0, rows,
                                              extras, versions=versions, git_commit=session.git_commit)
                         except KeyboardInterrupt:
                             raise
                         except Exception as exc:
                             if getattr(exc, "exit_code", None) is not None:
                                 raise
+                            yield from session.drain()
                             yield failed_record(cid, "metric", keys, cfg, exc, time.perf_counter() - t0, versions,
                                                 session.git_commit)
 

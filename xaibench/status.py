@@ -16,7 +16,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import XaibenchError
+from .errors import XaibenchError, warn
+from .lock import held_by
+from .store import _db_error
 
 STATES = ("pending", "running", "done", "failed")
 SLURM_STATES = {"PENDING": "pending", "REQUEUED": "pending", "CONFIGURING": "pending", "SUSPENDED": "pending",
@@ -33,6 +35,7 @@ class Status:
     driver: str | None = None  # "running on HOST (pid N)" / "finished" / "stopped"
     jobs: dict[str, Counter] = field(default_factory=dict)  # stage -> Counter(state)
     job_lines: list[str] = field(default_factory=list)  # running and failed jobs, one line each
+    lock: str | None = None  # who holds OUT/.lock
 
     def counts(self) -> Counter:
         total: Counter = Counter()
@@ -45,6 +48,8 @@ class Status:
         out = [f"{self.out}: " + (f"suite {self.suite}, executor {self.executor}; driver {self.driver}"
                                   if self.executor else "no distributed run recorded here")]
         kinds = ", ".join(f"{k} {c['done']}" for k, c in sorted(self.cells.items()))
+        if self.lock:
+            out.append(f"in use by {self.lock}")
         out.append(f"cells: {total['done']} done, {total['failed']} failed" + (f" ({kinds} done)" if kinds else ""))
         if self.waiting:
             out.append(f"results waiting to be ingested: {self.waiting} (the running driver or the next run ingests them)")
@@ -85,14 +90,17 @@ def collect(out: Path) -> Status:
     db_path = out / "results.sqlite"
     if not db_path.exists() and not (out / "executor").is_dir():
         raise XaibenchError(f"status: {out} has no results.sqlite; give the --out folder of a run")
-    st = Status(out)
+    st = Status(out, lock=held_by(out))
     if db_path.exists():
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
         try:
-            for kind, status, n in db.execute("SELECT kind, status, COUNT(*) FROM cells GROUP BY kind, status"):
-                st.cells.setdefault(kind, Counter())[status] += n
-        finally:
-            db.close()
+            db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+            try:
+                for kind, status, n in db.execute("SELECT kind, status, COUNT(*) FROM cells GROUP BY kind, status"):
+                    st.cells.setdefault(kind, Counter())[status] += n
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise _db_error(exc, db_path) from None
     from .executors.driver import plan_path
     from .executors.jobs import jobs_dir, pending_files
 
@@ -100,7 +108,13 @@ def collect(out: Path) -> Status:
     p = plan_path(out)
     if not p.exists():
         return st
-    plan = json.loads(p.read_text())
+    try:
+        plan = json.loads(p.read_text())
+        if not isinstance(plan, dict):
+            raise ValueError("not a plan")
+    except (OSError, ValueError):
+        warn(f"{p}: unreadable run plan; skipped (the next distributed run rewrites it)")
+        return st
     st.suite, st.executor = plan.get("suite"), plan.get("executor")
     drv = plan.get("driver", {})
     if plan.get("finished"):

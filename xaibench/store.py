@@ -2,22 +2,31 @@
 
 Every cell row carries its keys, config hash, seed, versions, git commit and wall time;
 its values are one row per image (``image >= 0``) or one aggregate row (``image = -1``).
+A NaN value means "undefined for this image": SQLite stores it as NULL and :meth:`Store.values`
+reads it back as NaN (a row that is there), distinct from a value that was never computed
+(no row).
 Writing a cell replaces any earlier attempt atomically, so a crash or Ctrl-C leaves
-either the whole cell or nothing, and a rerun never duplicates rows.
+either the whole cell or nothing, and a rerun never duplicates rows. It also replaces any
+cell with the same keys (kind, suite, dataset, backbone, attack, seed, explainer, metric,
+split) under another id — an earlier config of the same suite, or a cell stored under an
+older id scheme — so a table row never pools two computations.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .errors import StorageError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (
@@ -61,6 +70,28 @@ class CellRecord:
     versions: dict[str, str] = field(default_factory=dict)
     git_commit: str | None = None
 
+    def to_json(self) -> str:
+        """Plain JSON (NaN and ±inf as JSON's NaN/Infinity): records on disk are never pickled,
+        so reading someone's results folder cannot run their code."""
+        return json.dumps(asdict(self), default=_json_default, allow_nan=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "CellRecord":
+        """The record of :meth:`to_json`; ``ValueError`` when ``text`` is not one."""
+        d = json.loads(text)
+        if not isinstance(d, dict) or set(d) - {f.name for f in fields(cls)}:
+            raise ValueError("not a cell record")
+        try:
+            d["values"] = tuple((str(n), e, int(i), float("nan") if v is None else float(v),
+                                 None if c is None else float(c), bool(h)) for n, e, i, v, c, h in d.get("values", ()))
+            d["extras"] = tuple((str(n), e, x) for n, e, x in d.get("extras", ()))
+            rec = cls(**d)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not a cell record ({exc})") from None
+        if not isinstance(rec.cell_id, str) or not isinstance(rec.keys, dict) or not isinstance(rec.config, dict):
+            raise ValueError("not a cell record (cell_id, keys, config)")
+        return rec
+
 
 def _num(v: float | None) -> float | None:
     if v is None:
@@ -69,23 +100,51 @@ def _num(v: float | None) -> float | None:
     return None if math.isnan(v) else v
 
 
+def _db_error(exc: Exception, path: Path) -> StorageError:
+    """One line for a results file SQLite cannot use (and what to do about it)."""
+    msg = str(exc).lower()
+    where = f"{path.name} in {path.parent}"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "full" in msg:
+        return StorageError(f"disk full while writing {path}; free some space and rerun the same command "
+                            "(results stored so far are intact)")
+    if "readonly" in msg or "read-only" in msg or "unable to open" in msg or isinstance(exc, PermissionError):
+        return StorageError(f"cannot write {where}: the folder is read-only (or not a folder); "
+                            "give a writable --out folder")
+    if "not a database" in msg or "malformed" in msg or "file is encrypted" in msg:
+        return StorageError(f"{where} is not a SQLite database; move it away to start fresh")
+    return StorageError(f"cannot use {where}: {exc}")
+
+
 class Store:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(SCHEMA)
+        try:
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise _db_error(exc, Path(path)) from None
 
     def close(self) -> None:
         self.db.close()
 
     # -- writing -----------------------------------------------------------------
     def write(self, rec: CellRecord) -> None:
+        """Write one cell in one transaction (a failure rolls it back: stored cells stay)."""
+        try:
+            self._write(rec)
+        except sqlite3.Error as exc:
+            raise _db_error(exc, Path(self.path)) from None
+
+    def _write(self, rec: CellRecord) -> None:
         k = rec.keys
         with self._tx():
             self.db.execute("DELETE FROM cells WHERE cell_id = ?", (rec.cell_id,))
+            self.db.execute("DELETE FROM cells WHERE kind = ? AND " + " AND ".join(f"{c} IS ?" for c in KEY_COLUMNS),
+                            (rec.kind, *(k.get(c) for c in KEY_COLUMNS)))
             self.db.execute(
                 "INSERT INTO cells VALUES (" + ",".join("?" * 18) + ")",
                 (rec.cell_id, rec.kind, *(k.get(c) for c in KEY_COLUMNS), rec.config_hash,
@@ -133,7 +192,9 @@ class Store:
         if suite:
             q += " AND c.suite = ?"
             args = (suite,)
-        return pd.read_sql_query(q, self.db, params=args)
+        df = pd.read_sql_query(q, self.db, params=args)
+        df["value"] = pd.to_numeric(df["value"], errors="coerce").astype(float)  # NULL = NaN: undefined
+        return df
 
     def extras(self) -> pd.DataFrame:
         q = ("SELECT c.suite, c.dataset, c.backbone, c.attack, c.seed, c.metric, c.split, "

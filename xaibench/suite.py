@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import XaibenchError
+from .names import bad_label, bad_name
 
 KIND_KEYS = {"datasets": "dataset", "backbones": "backbone", "attacks": "attack",
              "explainers": "explainer", "metrics": "metric"}
@@ -88,6 +89,8 @@ def _entries(where: str, key: str, raw: Any) -> tuple[Entry, ...]:
     for i, item in enumerate(raw):
         at = f"{key}[{i}]"
         if isinstance(item, str):
+            if (why := bad_label(item)) is not None:
+                raise _fail(where, f"{at}: {why}")
             out.append(Entry(kind, item))
             continue
         if not isinstance(item, dict) or "name" not in item:
@@ -109,7 +112,11 @@ def _entries(where: str, key: str, raw: Any) -> tuple[Entry, ...]:
         for combo in itertools.product(*(sweep[k] for k in names)) if names else [()]:
             o = {**opts, **dict(zip(names, combo))}
             tag = ",".join(f"{k}={v}" for k, v in zip(names, combo))
-            label = item.get("label", item["name"]) + (f"[{tag}]" if tag else "")
+            if "label" in item and (why := bad_label(item["label"])):
+                raise _fail(where, f"{at}.label: {why}")
+            label = str(item.get("label", item["name"])) + (f"[{tag}]" if tag else "")
+            if (why := bad_label(label)) is not None:
+                raise _fail(where, f"{at}: label {why}")
             out.append(Entry(kind, str(item["name"]), o, label, tuple(only)))
     labels = [e.title for e in out]
     dup = {x for x in labels if labels.count(x) > 1}
@@ -150,8 +157,11 @@ def parse(data: Mapping[str, Any], where: str, path: Path | None = None) -> Suit
         raise _fail(where, f"target.kind {target.kind!r} is not one of {', '.join(TARGET_KINDS)}")
     if target.classes not in TARGET_CLASSES:
         raise _fail(where, f"target.classes {target.classes!r} is not one of {', '.join(TARGET_CLASSES)}")
+    name = data.get("name", path.stem if path else "suite")
+    if (why := bad_name(name)) is not None:  # the name becomes a folder: xaibench-results/NAME
+        raise _fail(where, f"'name': {why}")
     suite = Suite(
-        name=str(data.get("name", path.stem if path else "suite")),
+        name=str(name),
         description=str(data.get("description", "")),
         path=path,
         seeds=tuple(seeds),

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 import xaibench
+from xaibench.atomic import atomic_write
 from xaibench.contracts import DatasetSplits, ImageSet
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import DatasetRecord
@@ -167,10 +167,7 @@ class SyntheticHippocampus:
                 arrays = None
         if arrays is None:
             arrays = self.generate(seed)
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-            np.savez(tmp, **arrays)
-            os.replace(tmp, path)
+            atomic_write(path, lambda f: np.savez(f, **arrays))
         return self._splits(arrays, seed)
 
     def _splits(self, a: dict[str, np.ndarray], seed: int) -> DatasetSplits:

@@ -19,13 +19,14 @@ from typing import Any, Callable, Protocol
 
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_write
 from ..cells import ModelTask, RunConfig, Session
-from ..errors import XaibenchError
+from ..errors import XaibenchError, warn
 from ..evaluate import ModelEvaluation
 from ..runner import Summary, _record, model_tasks, store_path
 from ..store import Store
-from .jobs import (INGESTED, JobResult, WorkerOptions, eval_job, jobs_dir, pending_dir, pending_files, read_pending,
-                   seed_job, train_job)
+from .jobs import (INGESTED, JobResult, PendingError, WorkerOptions, eval_job, jobs_dir, legacy_files, pending_dir,
+                   pending_files, read_pending, seed_job, train_job)
 from .settings import ExecutorSettings
 
 PLAN = "plan.json"
@@ -54,17 +55,22 @@ def plan_path(out: Path) -> Path:
 
 
 def ingest(store: Store, out: Path, summary: Summary | None = None) -> int:
-    """Write every waiting result file into the store (idempotent) and move it aside."""
+    """Write every waiting result file into the store (idempotent) and move it aside; a file
+    that is not a cell record is never executed, only renamed ``*.unreadable`` with a warning."""
     n = 0
     done_dir = pending_dir(out) / INGESTED
+    for p in legacy_files(out):
+        warn(f"{p}: old pickled result file, not read (pickles can run code); delete it")
+        os.replace(p, p.with_suffix(".unreadable"))
     for p in pending_files(out):
         try:
             rec = read_pending(p)
-        except Exception as exc:  # noqa: BLE001 - a damaged file must not stop ingestion of the rest
+        except PendingError as exc:  # a damaged file must not stop ingestion of the rest
             bad = p.with_suffix(".unreadable")
             os.replace(p, bad)
+            warn(f"{exc} (moved to {bad.name})")
             if summary is not None:
-                summary.failed.append(f"result file {p.name} unreadable ({type(exc).__name__}); moved to {bad.name}")
+                summary.failed.append(f"result file {p.name} unreadable; moved to {bad.name}")
             continue
         if summary is not None:
             _record(store, rec, summary)
@@ -82,7 +88,7 @@ def _label(t: ModelTask) -> str:
 
 def _all_done(session: Session, task: ModelTask, done: set[str]) -> bool:
     ev = ModelEvaluation(session, task)
-    if f"model-{ev.mid}" not in done:
+    if session.model_cell(task) not in done:
         return False
     cells = {c.cell_id for c in ev.plan(False)}
     if task.attack.name != "none":
@@ -101,7 +107,7 @@ def plan_calls(cfg: RunConfig, session: Session, done: set[str], opts: WorkerOpt
     train = []
     for mid, m in models.items():
         cached = (session.cache / "models" / f"{mid}.pt").exists()
-        if cfg.force or not cached or f"model-{mid}" not in done:
+        if cfg.force or not cached or session.model_cell(m) not in done:
             key = f"train-{mid}"
             train.append(Call(key, "train", _label(m), train_job, (key, cfg, m, frozen, opts)))
     evaluate = []
@@ -116,11 +122,7 @@ def plan_calls(cfg: RunConfig, session: Session, done: set[str], opts: WorkerOpt
 
 
 def _write_plan(out: Path, plan: dict[str, Any]) -> None:
-    p = plan_path(out)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps(plan, indent=1, default=str))
-    os.replace(tmp, p)
+    atomic_write(plan_path(out), json.dumps(plan, indent=1, default=str))
 
 
 def run_distributed(cfg: RunConfig, settings: ExecutorSettings, make_backend: Callable[[ExecutorSettings, Path], Backend],

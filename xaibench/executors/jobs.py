@@ -1,7 +1,8 @@
 """Worker side: the jobs an executor runs, and the per-cell result files they leave.
 
-Every record a job produces is written to ``OUT/pending/<cell_id>.pkl`` (temporary file,
-fsync, rename) the moment it exists, before the job reports anything; the driver ingests
+Every record a job produces is written to ``OUT/pending/<cell_id>.json`` (plain JSON, never
+a pickle: reading a results folder must not run anyone's code; temporary file, fsync,
+rename) the moment it exists, before the job reports anything; the driver ingests
 these files into SQLite (``Store.write`` replaces a cell in one transaction, so ingesting a
 file twice is harmless) and then moves them to ``pending/ingested/``. A job that restarts
 (preemption, a killed worker, a rerun) skips every cell that already has a file, so a
@@ -20,11 +21,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ..atomic import atomic_write
 from ..cells import ModelTask, RunConfig, Session, failed_record, train_model
+from ..errors import XaibenchError
 from ..store import CellRecord
 
 PENDING = "pending"
 INGESTED = "ingested"
+SUFFIX = ".json"
 
 
 # --------------------------------------------------------------------------- files
@@ -38,28 +42,33 @@ def jobs_dir(out: Path) -> Path:
     return Path(out) / "executor" / "jobs"
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_pending(out: Path, rec: CellRecord) -> Path:
-    path = pending_dir(out) / f"{rec.cell_id}.pkl"
-    _atomic_bytes(path, pickle.dumps(rec, protocol=pickle.HIGHEST_PROTOCOL))
-    return path
+    return atomic_write(pending_dir(out) / f"{rec.cell_id}{SUFFIX}", rec.to_json())
+
+
+class PendingError(XaibenchError):
+    """A result file that is not a cell record (damaged, foreign, or an old pickle)."""
 
 
 def read_pending(path: Path) -> CellRecord:
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    """The record in ``path``; :class:`PendingError` (one line naming it) when it is not one."""
+    try:
+        rec = CellRecord.from_json(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise PendingError(f"{path}: not a readable cell record ({str(exc)[:80]}); skipped: "
+                           "delete it, or rerun the job that wrote it") from None
+    if Path(path).name != f"{rec.cell_id}{SUFFIX}":
+        raise PendingError(f"{path}: holds cell {rec.cell_id}, not the one its name says; skipped: delete it")
+    return rec
 
 
 def pending_files(out: Path) -> list[Path]:
+    d = pending_dir(out)
+    return sorted(d.glob(f"*{SUFFIX}")) if d.is_dir() else []
+
+
+def legacy_files(out: Path) -> list[Path]:
+    """Old ``pending/*.pkl`` files: never unpickled (they could run code), only reported."""
     d = pending_dir(out)
     return sorted(d.glob("*.pkl")) if d.is_dir() else []
 
@@ -69,7 +78,7 @@ def finished_ids(out: Path) -> set[str]:
     ids = set()
     for d in (pending_dir(out), pending_dir(out) / INGESTED):
         if d.is_dir():
-            ids.update(p.name[:-4] for p in d.iterdir() if p.name.endswith(".pkl"))
+            ids.update(p.name[:-len(SUFFIX)] for p in d.iterdir() if p.name.endswith(SUFFIX))
     return ids
 
 
@@ -81,7 +90,7 @@ def write_marker(out: Path, key: str, **info: Any) -> None:
             old = json.loads(path.read_text())
         except (OSError, ValueError):
             old = {}
-    _atomic_bytes(path, json.dumps({**old, **info, "updated": time.time()}, default=str).encode())
+    atomic_write(path, json.dumps({**old, **info, "updated": time.time()}, default=str))
 
 
 # --------------------------------------------------------------------------- jobs
@@ -160,7 +169,7 @@ def train_job(key: str, cfg: RunConfig, task: ModelTask, done: frozenset[str], o
     """Stage 1: train one model (or load it) and record its model cell."""
 
     def body(s: Session, have: set[str], res: JobResult) -> None:
-        cid = f"model-{s.model_id(task)}"
+        cid = s.model_cell(task)
         t0 = time.perf_counter()
         s.stored = have  # a cached model whose cell is missing gets its record back (train_model)
         try:

@@ -82,7 +82,7 @@ def heatmap_grids(data: ReportData, sink: Sink, plugin_files: tuple[str, ...], n
     except Exception as exc:  # noqa: BLE001
         data.skip("Heatmap grids", f"plugins could not be loaded ({exc})")
         return []
-    models = data.done("model").set_index("cell_id")
+    models = data.done("model").drop_duplicates("config_hash").set_index("config_hash")  # model id -> cell
     figs = []
     for (ds, bb, at), g in maps.groupby(["dataset", "backbone", "attack"], sort=False):
         seed = sorted(g["seed"])[0]
@@ -90,11 +90,11 @@ def heatmap_grids(data: ReportData, sink: Sink, plugin_files: tuple[str, ...], n
         cfg0 = g.iloc[0]["cfg"]
         mid = cfg0.get("model")
         what = f"Heatmaps {ds} / {bb} / {at}"
-        if f"model-{mid}" not in models.index:
+        if mid not in models.index:
             data.skip(what, "the model's cell is missing from the store")
             continue
         try:
-            splits, idx = images.test_subset(models.loc[f"model-{mid}", "cfg"]["dataset"], int(cfg0.get("data_seed", 0)),
+            splits, idx = images.test_subset(models.loc[mid, "cfg"]["dataset"], int(cfg0.get("data_seed", 0)),
                                              int(cfg0.get("n_eval", 0)))
         except Exception as exc:  # noqa: BLE001 - e.g. a --plugin dataset not given, data moved
             data.skip(what, f"the dataset could not be loaded ({type(exc).__name__}: {exc}); pass its --plugin file")
