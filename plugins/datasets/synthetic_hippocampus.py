@@ -273,7 +273,8 @@ def group_difference_share(a: dict[str, np.ndarray], seed: int) -> dict:
         out = {}
         for name, m in masks.items():
             freq = m.mean(0)
-            out[name] = {"weighted": float((d * freq).sum() / d.sum()), "majority": float(d[freq >= 0.5].sum() / d.sum())}
+            out[name] = {"weighted": float((d * freq).sum() / d.sum()),
+                         "majority": float(d[freq >= 0.5].sum() / d.sum())}
         return out
 
     sample = diff(labels)

@@ -29,7 +29,8 @@ class ROIPrior:
     mask: str = "roi"
 
     def __post_init__(self) -> None:
-        check("roi-prior", "mask", isinstance(self.mask, str) and bool(self.mask), "a mask name such as roi or evidence")
+        ok = isinstance(self.mask, str) and bool(self.mask)
+        check("roi-prior", "mask", ok, "a mask name such as roi or evidence")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
         check_input("roi-prior", x)
