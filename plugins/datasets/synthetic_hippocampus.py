@@ -15,7 +15,19 @@ Options: ``n_subjects`` (400), ``image_size`` (64), ``plane`` (coronal|axial|sag
 ``slices_per_subject`` (1), ``difficulty`` (0…1, default 0.7, calibrated; sets atrophy, noise and
 deformation together), ``atrophy`` / ``noise`` / ``deform`` (override what difficulty
 sets: volume-loss fraction, noise σ, displacement σ in mm), ``field_of_view`` (mm, 104),
+``jitter_shift`` (mm, 8) / ``jitter_rotation`` (degrees, 8): each slice window moves by up
+to that much along both in-plane axes and turns by up to that much in-plane, so a map that
+only knows where the hippocampus usually is no longer localises it (0 / 0 = the fixed field
+of view of version 1), ``side_volumes`` (false: add the per-side volumes to ``meta``),
 ``split`` ((0.6, 0.2, 0.2)).
+
+Masks: ``roi`` (both hippocampi) and ``named_masks`` ``roi-left`` / ``roi-right`` (patient's
+left / right, shown on the image's left / right), ``brain`` (noise-free intensity above
+0.05) and ``evidence``: every subject is also rendered as it would be in the other group
+(atrophy added for group A, removed for group B: thinner or thicker hippocampus, CSF cap,
+the surrounding tissue pulled along) on the same points, bias field and gain, and the
+pixels whose noise-free intensity differs by more than 0.02 are its evidence. The card
+measures which share of the group difference each mask covers (``group_difference_share``).
 """
 from __future__ import annotations
 
@@ -68,8 +80,11 @@ class SyntheticHippocampus:
     noise: float | None = None
     deform: float | None = None
     field_of_view: float = 104.0
-    jitter_shift: float = 0.0
-    jitter_rotation: float = 0.0
+    # pose jitter of the slice window (mm, degrees): 8/8 roughly halves what the mean
+    # training mask scores (IoU 0.51 → 0.29, pointing 0.88 → 0.54) while resnet18 still
+    # learns the groups (docs/dataset-card.md has the measured table)
+    jitter_shift: float = 8.0
+    jitter_rotation: float = 8.0
     side_volumes: bool = False
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
 
@@ -102,7 +117,8 @@ class SyntheticHippocampus:
         object.__setattr__(self, "split", tuple(float(f) for f in sp))
 
     # difficulty 0 → easy (30 % atrophy, little noise), 1 → hard (14 %, strong noise and warps);
-    # the default 0.7 gives ≈ 19 % volume loss, at which resnet18 reaches ≈ 85 % test accuracy
+    # the default 0.7 gives ≈ 19 % volume loss, at which resnet18 reached ≈ 85 % test accuracy
+    # without pose jitter (≈ 75 % at 400 subjects with the default 8 mm / 8° jitter)
     @property
     def effective(self) -> dict[str, float]:
         d = float(self.difficulty)
