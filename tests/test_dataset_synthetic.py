@@ -211,3 +211,22 @@ def test_side_volumes_are_outcomes_added_only_on_request(tmp_path):
     sides = make(n_subjects=12, image_size=16, side_volumes=True).load(seed=0, cache_dir=tmp_path)
     m = sides.train.meta
     np.testing.assert_allclose(m["hippocampal_volume_left"] + m["hippocampal_volume_right"], m["hippocampal_volume"])
+
+
+def test_card_prior_scores_match_the_roi_prior_explainer_and_metrics(small):
+    from xaibench.contracts import ExplainContext, MetricInput
+    from xaibench_plugins.explainers.roi_prior import ROIPrior
+    from xaibench_plugins.metrics.energy_in_roi import EnergyInROI
+    from xaibench_plugins.metrics.iou import IoU
+    from xaibench_plugins.metrics.pointing_game import PointingGame
+
+    tr, te = small.train, small.test
+    for mask in ("roi", "evidence"):
+        ctx = ExplainContext(reference=tr.images[:2], mask_priors={mask: tr.mask(mask).float().mean(0)})
+        maps = ROIPrior(mask=mask).explain(None, te.images, None, ctx)
+        inp = MetricInput(model=None, images=te.images, labels=te.labels, masks=te.masks, target=None, context=ctx,
+                          attributions=maps, named_masks=te.named_masks)
+        card = small.card["prior_on_test"][mask]
+        for name, metric in (("iou", IoU), ("pointing-game", PointingGame), ("energy-in-roi", EnergyInROI)):
+            (s,) = metric(mask=mask).score(inp)
+            assert card[name] == pytest.approx(float(np.nanmean(s.values)), abs=1e-5), (mask, name)
