@@ -45,7 +45,9 @@ def model():
 
 
 def _ctx(toy, seed=0):
-    return ExplainContext(reference=toy.train.images[:8], seed=seed, chunk_size=16)
+    # the runner always gives the training-mask priors ("roi" at least; see cells.explain_context)
+    return ExplainContext(reference=toy.train.images[:8], seed=seed, chunk_size=16,
+                          mask_priors={"roi": toy.train.masks.float().mean(0)})
 
 
 # --------------------------------------------------------------------------- explainers

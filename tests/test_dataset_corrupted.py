@@ -150,3 +150,17 @@ def test_bad_source_or_reference_fail_at_load(cache, opts, word):
     with pytest.raises(XaibenchError) as err:
         make(**opts).load(seed=0, cache_dir=cache)
     assert word in str(err.value)
+
+
+@pytest.mark.parametrize("corruption, strength", [("attenuate", 0.35), ("blur", 4.0), ("zero", 1.0)])
+def test_evidence_is_where_the_corruption_changed_the_image_and_the_twin_shares_it(cache, corruption, strength):
+    sp = load(cache, corruption=corruption, strength=strength)
+    for part in (sp.train, sp.test):
+        a, b, _ = pairs(part)
+        n = len(a)
+        ev = part.named_masks["evidence"].numpy()
+        assert np.array_equal(ev[n:], np.abs(a - b) > 0.01)  # group B: exactly the changed pixels
+        assert np.array_equal(ev[:n], ev[n:])  # group A: its corrupted twin's evidence
+        assert not (ev & ~part.masks.numpy()).any() and ev.any()
+        assert torch.equal(part.named_masks["brain"][:n], part.named_masks["brain"][n:])
+    assert sp.card["evidence_in_region"] == 1.0 and 0 < sp.card["evidence_area_share"] <= sp.card["region_area_share"]

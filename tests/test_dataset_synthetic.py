@@ -148,3 +148,85 @@ def test_template_is_nilearns_mni152():
     ref = load_mni152_template(resolution=1)
     assert np.array_equal(data, np.asarray(ref.get_fdata(), np.float32))
     assert np.allclose(affine, ref.affine)
+
+
+def test_named_masks_roi_halves_brain_and_evidence(small):
+    for part in (small.train, small.test):
+        nm = part.named_masks
+        assert set(nm) == {"roi-left", "roi-right", "evidence", "brain"}
+        assert all(m.dtype == torch.bool and m.shape == part.masks.shape for m in nm.values())
+        assert torch.equal(nm["roi-left"] | nm["roi-right"], part.masks)
+        assert not (nm["roi-left"] & nm["roi-right"]).any()
+        cols = torch.arange(32).float()
+        # display: patient left on image left, so the left hippocampus lies in the left half
+        left_c = (nm["roi-left"].float() * cols).sum((1, 2)) / nm["roi-left"].sum((1, 2)).clamp_min(1)
+        right_c = (nm["roi-right"].float() * cols).sum((1, 2)) / nm["roi-right"].sum((1, 2)).clamp_min(1)
+        assert (left_c < 16).all() and (right_c > 16).all()
+        assert (part.masks & ~nm["brain"]).sum() < 0.02 * part.masks.sum()  # the hippocampus is brain
+
+
+def test_evidence_is_empty_without_a_group_effect_and_hugs_the_hippocampus(tmp_path):
+    from scipy import ndimage
+
+    none = make(n_subjects=12, image_size=32, atrophy=0.0).generate(0)
+    assert not none["mask_evidence"].any()
+    a = make(n_subjects=40, image_size=32).generate(0)
+    ev, roi = a["mask_evidence"], a["masks"]
+    assert ev.any(axis=(1, 2)).all()  # both groups: where the other group's version differs
+    near = np.stack([ndimage.binary_dilation(m, iterations=4) for m in roi])
+    assert (ev & near).sum() > 0.95 * ev.sum()
+    assert a["cf_share_evidence"].mean() > 0.7 > a["cf_share_roi"].mean()
+
+
+def test_jitter_moves_the_window_only(tmp_path):
+    base = make(n_subjects=30, image_size=32, jitter_shift=0, jitter_rotation=0).generate(0)
+    jit = make(n_subjects=30, image_size=32, jitter_shift=10.0, jitter_rotation=10.0).generate(0)
+    for k in ("labels", "hippocampal_volume", "age", "subject"):
+        assert np.array_equal(base[k], jit[k])  # the same subjects: the pose draws use a stream of their own
+    assert not np.array_equal(base["images"], jit["images"])
+    # the ROI wanders: its mean position spreads and the training prior's peak drops
+    def spread(m):
+        r = np.arange(32)
+        return np.std((m * r[None, :, None]).sum((1, 2)) / m.sum((1, 2)))
+    assert spread(jit["masks"]) > 2 * spread(base["masks"])
+    assert jit["masks"].mean(0).max() < base["masks"].mean(0).max()
+    with pytest.raises(XaibenchError, match="jitter_shift"):
+        make(jitter_shift=-1)
+
+
+def test_card_measures_where_the_group_difference_lies(small):
+    share = small.card["group_difference_share"]
+    assert set(share) == {"population", "per_image", "sample"}
+    pop, per = share["population"], share["per_image"]
+    assert per["evidence"] > per["roi"] and per["brain"] > 0.99
+    for m in ("roi", "evidence", "brain"):
+        assert 0 <= pop[m]["weighted"] <= 1 and 0 <= pop[m]["majority"] <= 1
+    assert small.card["mask_area_share"]["evidence"] > 0
+    json.dumps(small.card)  # JSON-able
+
+
+def test_side_volumes_are_outcomes_added_only_on_request(tmp_path):
+    plain = make(n_subjects=12, image_size=16).load(seed=0, cache_dir=tmp_path)
+    assert "hippocampal_volume_left" not in plain.train.meta
+    sides = make(n_subjects=12, image_size=16, side_volumes=True).load(seed=0, cache_dir=tmp_path)
+    m = sides.train.meta
+    np.testing.assert_allclose(m["hippocampal_volume_left"] + m["hippocampal_volume_right"], m["hippocampal_volume"])
+
+
+def test_card_prior_scores_match_the_roi_prior_explainer_and_metrics(small):
+    from xaibench.contracts import ExplainContext, MetricInput
+    from xaibench_plugins.explainers.roi_prior import ROIPrior
+    from xaibench_plugins.metrics.energy_in_roi import EnergyInROI
+    from xaibench_plugins.metrics.iou import IoU
+    from xaibench_plugins.metrics.pointing_game import PointingGame
+
+    tr, te = small.train, small.test
+    for mask in ("roi", "evidence"):
+        ctx = ExplainContext(reference=tr.images[:2], mask_priors={mask: tr.mask(mask).float().mean(0)})
+        maps = ROIPrior(mask=mask).explain(None, te.images, None, ctx)
+        inp = MetricInput(model=None, images=te.images, labels=te.labels, masks=te.masks, target=None, context=ctx,
+                          attributions=maps, named_masks=te.named_masks)
+        card = small.card["prior_on_test"][mask]
+        for name, metric in (("iou", IoU), ("pointing-game", PointingGame), ("energy-in-roi", EnergyInROI)):
+            (s,) = metric(mask=mask).score(inp)
+            assert card[name] == pytest.approx(float(np.nanmean(s.values)), abs=1e-5), (mask, name)

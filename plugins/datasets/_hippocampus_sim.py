@@ -19,7 +19,7 @@ temporal atrophy; the parahippocampal white matter below stays).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -146,6 +146,9 @@ class Subject:
     rotation: np.ndarray  # 3×3
     shift: np.ndarray  # mm
     seed: int  # for the per-slice fields
+    # the same subject in the other group (atrophy added or removed): the counterfactual
+    # whose rendering tells where the group effect changes this subject's image
+    k_other: dict[str, float] = field(default_factory=dict)
 
 
 def draw_subject(rng: np.random.Generator, label: int, atrophy: float, deform: float) -> Subject:
@@ -153,16 +156,17 @@ def draw_subject(rng: np.random.Generator, label: int, atrophy: float, deform: f
     age = float(np.clip(rng.normal(73.0, 7.0), 55.0, 92.0))
     head = float(np.exp(rng.normal(0.03 if sex == "M" else -0.03, 0.03)))
     shared = rng.normal(0.0, 0.08)  # between-subject biological spread of hippocampal size
-    volume, k = {}, {}
+    volume, k, k_other = {}, {}, {}
     for side in ("left", "right"):
         ratio = (1 - atrophy * label) * (1 - 0.004 * (age - 73.0)) * np.exp(shared + rng.normal(0.0, 0.03))
         v = REF_VOLUME * SIDE_FACTOR[side] * head**3 * ratio
         volume[side] = float(v)
         k[side] = float(np.sqrt(v / (REF_VOLUME * head**3)))
+        k_other[side] = float(k[side] * np.sqrt((1 - atrophy * (1 - label)) / (1 - atrophy * label)))
     angles = np.deg2rad(rng.normal(0.0, 1.0 + deform, 3))
     rot = _rotation(*angles)
     shift = rng.normal(0.0, 0.5 + 0.5 * deform, 3)
-    return Subject(label, age, sex, head, volume, k, rot, shift, int(rng.integers(2**31)))
+    return Subject(label, age, sex, head, volume, k, rot, shift, int(rng.integers(2**31)), k_other)
 
 
 def _rotation(a: float, b: float, c: float) -> np.ndarray:
@@ -188,50 +192,98 @@ def _smooth_field(rng: np.random.Generator, channels: int, size: int, coarse: in
     return b @ g @ b.T
 
 
+EVIDENCE_LEVEL = 0.02  # |image(own group) − image(other group)| above this (noise-free) is evidence
+BRAIN_LEVEL = 0.05  # noise-free intensity above this is brain (the template is skull-stripped)
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One rendered slice: the image and every mask the simulator knows."""
+
+    image: np.ndarray  # size×size float32 in [0, 1], with noise
+    roi_left: np.ndarray  # bool: the left hippocampus
+    roi_right: np.ndarray  # bool: the right hippocampus
+    evidence: np.ndarray  # bool: where the other group's version of this subject differs
+    brain: np.ndarray  # bool: brain (noise-free intensity above BRAIN_LEVEL)
+    position: float  # mm along the plane normal
+    difference: np.ndarray  # float32: noise-free image minus the other group's version of it
+
+    @property
+    def roi(self) -> np.ndarray:
+        return self.roi_left | self.roi_right
+
+
+def _grid(plane: str, size: int, fov: float, pos: float, pose: tuple[float, float, float]) -> np.ndarray:
+    """``size×size×3`` native points of the slice window, shifted by ``pose[:2]`` mm (row,
+    column) and rotated in-plane by ``pose[2]`` degrees about its centre."""
+    normal, row_ax, col_ax, (rc, cc), _ = PLANES[plane]
+    lin = (np.arange(size) - (size - 1) / 2) * (fov / size)
+    u, v = np.meshgrid(lin, lin, indexing="ij")  # u: down the rows, v: along the columns
+    t = np.deg2rad(pose[2])
+    u2, v2 = np.cos(t) * u - np.sin(t) * v, np.sin(t) * u + np.cos(t) * v
+    p = np.zeros((size, size, 3))
+    p[..., row_ax] = rc + pose[0] - u2  # top row = superior / anterior
+    p[..., col_ax] = cc + pose[1] + v2
+    p[..., normal] = pos
+    return p
+
+
+def _tissue(q: np.ndarray, k: dict[str, float], vol: np.ndarray, affine: np.ndarray
+            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Noise-free, unbiased intensity at template points ``q`` for hippocampi of
+    cross-section ``k``, and the hippocampus mask per side."""
+    size = q.shape[:2]
+    masks = {}
+    csf = np.zeros(size)
+    src = q.copy()
+    for side in ("left", "right"):
+        rho_s = ellipsoid_radius(q, side, k[side])
+        masks[side] = rho_s <= 1.0
+        width = CSF_GAIN * max(0.0, 1.0 / k[side] - 1.0)  # widened CSF shell around a thin hippocampus
+        if width > 0:
+            shell = np.clip((rho_s - 1.0) / 0.1, 0, 1) * np.clip((1.0 + width - rho_s) / 0.1 + 0.5, 0, 1)
+            rel = q - np.asarray(CENTROIDS[side])
+            up = rel[..., 2] / np.maximum(np.linalg.norm(rel, axis=-1), 1e-6)
+            shell = shell * np.clip((up + 0.3) / 0.6, 0, 1)  # above and beside it, not below
+            csf = np.maximum(csf, shell)
+        near = ellipsoid_radius(q, side, 1.0) < 2.5
+        src[near] = atrophy_map(q[near], side, k[side])
+    ijk = (src - affine[:3, 3]) / np.diag(affine)[:3]
+    img = ndimage.map_coordinates(vol, ijk.reshape(-1, 3).T, order=1, mode="constant").reshape(size)
+    return img * (1 - 0.85 * csf) + CSF_LEVEL * 0.85 * csf, masks
+
+
+def _gain(img: np.ndarray) -> np.ndarray:
+    """Per-image gain, as scanners differ: the 99th percentile goes to WHITE_LEVEL."""
+    return img * (WHITE_LEVEL / max(float(np.percentile(img, 99)), 1e-6))
+
+
 def render(subj: Subject, plane: str, offsets: list[float], size: int, fov: float,
-           noise: float, deform: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Images (S×size×size float32 in [0, 1]), masks (S×size×size bool) and the slice
-    positions (mm along the plane normal) for one subject."""
-    normal, row_ax, col_ax, (rc, cc), pos0 = PLANES[plane]
-    pixel = fov / size
-    vol, affine = painted_template(round(0.45 * pixel, 2))
+           noise: float, deform: float, jitter: tuple[float, float] = (0.0, 0.0)) -> list[Slice]:
+    """The slices of one subject. ``jitter`` = (shift mm, rotation degrees): each slice
+    window is moved by U(−shift, shift) along both in-plane axes and turned by
+    U(−rotation, rotation) in-plane, drawn from a stream of its own (so ``(0, 0)`` gives
+    exactly the unjittered data). The subject is rendered twice, as it is and as it would
+    be in the other group, on the same points with the same bias field; the noise-free
+    difference above EVIDENCE_LEVEL is the evidence mask."""
+    pos0 = PLANES[plane][4]
+    vol, affine = painted_template(round(0.45 * fov / size, 2))
     rng = np.random.default_rng(subj.seed)
-    lin = (np.arange(size) - (size - 1) / 2) * pixel
-    rows, cols = rc - lin, cc + lin  # top row = superior / anterior
-    images, masks, positions = [], [], []
+    pose_rng = np.random.default_rng([subj.seed, 0x9053])
+    out = []
     for off in offsets:
         pos = pos0 + off + rng.normal(0.0, 1.0)
-        p = np.zeros((size, size, 3))
-        p[..., row_ax] = rows[:, None]
-        p[..., col_ax] = cols[None, :]
-        p[..., normal] = pos
+        pose = (*pose_rng.uniform(-jitter[0], jitter[0], 2), pose_rng.uniform(-jitter[1], jitter[1]))
+        p = _grid(plane, size, fov, pos, pose)
         p += np.moveaxis(_smooth_field(rng, 3, size, 4), 0, -1) * deform
         q = (p - subj.shift) @ subj.rotation.T / subj.head_scale
-        mask = np.zeros((size, size), bool)
-        csf = np.zeros((size, size))
-        src = q.copy()
-        for side in ("left", "right"):
-            k = subj.k[side]
-            rho_s = ellipsoid_radius(q, side, k)
-            mask |= rho_s <= 1.0
-            width = CSF_GAIN * max(0.0, 1.0 / k - 1.0)  # widened CSF shell around a thin hippocampus
-            if width > 0:
-                shell = np.clip((rho_s - 1.0) / 0.1, 0, 1) * np.clip((1.0 + width - rho_s) / 0.1 + 0.5, 0, 1)
-                rel = q - np.asarray(CENTROIDS[side])
-                up = rel[..., 2] / np.maximum(np.linalg.norm(rel, axis=-1), 1e-6)
-                shell = shell * np.clip((up + 0.3) / 0.6, 0, 1)  # above and beside it, not below
-                csf = np.maximum(csf, shell)
-            near = ellipsoid_radius(q, side, 1.0) < 2.5
-            src[near] = atrophy_map(q[near], side, k)
-        ijk = (src - affine[:3, 3]) / np.diag(affine)[:3]
-        img = ndimage.map_coordinates(vol, ijk.reshape(-1, 3).T, order=1, mode="constant").reshape(size, size)
-        img = img * (1 - 0.85 * csf) + CSF_LEVEL * 0.85 * csf
+        img, masks = _tissue(q, subj.k, vol, affine)
+        other = _tissue(q, subj.k_other, vol, affine)[0] if subj.k_other else img
         bias = np.exp(0.08 * (1 + deform / 3) * _smooth_field(rng, 1, size, 3)[0])
-        img = img * bias
-        img *= WHITE_LEVEL / max(float(np.percentile(img, 99)), 1e-6)  # per-image gain, as scanners differ
+        img, other = _gain(img * bias), _gain(other * bias)
         n1, n2 = rng.normal(0.0, noise, (2, size, size))
-        img = np.sqrt((img + n1) ** 2 + n2**2)  # Rician magnitude noise, as in MR magnitude images
-        images.append(np.clip(img, 0.0, 1.0).astype(np.float32))
-        masks.append(mask)
-        positions.append(pos)
-    return np.stack(images), np.stack(masks), np.asarray(positions)
+        noisy = np.sqrt((img + n1) ** 2 + n2**2)  # Rician magnitude noise, as in MR magnitude images
+        out.append(Slice(np.clip(noisy, 0.0, 1.0).astype(np.float32), masks["left"], masks["right"],
+                         np.abs(img - other) > EVIDENCE_LEVEL, img > BRAIN_LEVEL, float(pos),
+                         (img - other).astype(np.float32)))
+    return out

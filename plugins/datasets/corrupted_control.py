@@ -26,6 +26,13 @@ at ``location`` = ``roi`` (centred on a random pixel of the source ROI, default)
 0) and corrupted (label 1), in the same split: a paired design in which the corruption is
 the only difference. ``"disjoint"`` splits each split's subjects in two halves instead.
 Cheap to rebuild from the (cached) source, so nothing else is cached.
+
+Masks: ``roi`` is the corrupted region (for group A: the region of its corrupted twin under
+``copy``, the region drawn for it under ``disjoint``); ``evidence`` is where the corruption
+changes the image by more than 0.01 (for group A: where corrupting it would, i.e. under
+``copy`` exactly its twin's evidence): a subset of the region that leaves out what a patch
+does not change (background stays zero, flat tissue does not blur, a feathered border
+barely changes); ``brain`` is the source's, when it has one.
 """
 from __future__ import annotations
 
@@ -44,11 +51,12 @@ from xaibench.errors import XaibenchError
 from xaibench.hookspecs import DatasetRecord
 
 NAME = "corrupted-control"
-VERSION = "1"
+VERSION = "2"
 DEFAULT_STRENGTH = {"zero": 1.0, "blur": 2.0, "attenuate": 0.5, "topk": 0.05}
 MAX_STRENGTH = {"zero": 1.0, "blur": 20.0, "attenuate": 1.0, "topk": 0.5}
 PATCH_LOCATIONS = ("roi", "random", "fixed")
 TOPK_LOCATIONS = ("roi", "image")
+EVIDENCE_LEVEL = 0.01  # |corrupted − clean| above this is where the corruption changed the image
 
 
 def _fail(option: str, what: str) -> XaibenchError:
@@ -213,6 +221,9 @@ class CorruptedControl:
             "strength": self.level, "patch_px": self.patch_px(splits.image_size) if self.corruption != "topk" else None,
             "groups": {"0": "clean", "1": f"{self.corruption}-corrupted"},
             "region_area_share": float(torch.cat([p.masks for p in parts]).float().mean()),
+            "evidence_area_share": float(torch.cat([p.named_masks["evidence"] for p in parts]).float().mean()),
+            "evidence_in_region": _evidence_in_region(parts),
+            "evidence_threshold": EVIDENCE_LEVEL,
             "sizes": {n: {"images": len(p), "group_B_images": int(p.labels.sum())}
                       for n, p in zip(("train", "val", "test"), parts)},
             "source_card": dict(splits.card),
@@ -238,6 +249,13 @@ class CorruptedControl:
             is_b = np.array([s in b_subj for s in ids])
             a_idx, b_idx = np.flatnonzero(~is_b), np.flatnonzero(is_b)
         corrupted = self.corrupt(images[b_idx], weights[b_idx])
+        # evidence: where corrupting the image changes it; for group A the change corrupting
+        # it would make (copy pairing: exactly its corrupted twin's evidence)
+        changed = np.abs(self.corrupt(images, weights) - images) > EVIDENCE_LEVEL
+        named = {"evidence": torch.from_numpy(np.concatenate([changed[a_idx], changed[b_idx]]))}
+        if "brain" in src.named_masks:
+            brain = src.named_masks["brain"]
+            named["brain"] = torch.cat([brain[torch.as_tensor(a_idx)], brain[torch.as_tensor(b_idx)]])
         n_a, n_b = len(a_idx), len(b_idx)
         ids = tuple(src.subject_ids[i] for i in np.r_[a_idx, b_idx]) if src.subject_ids else ()
         meta = {k: np.concatenate([v[a_idx], v[b_idx]]) for k, v in meta.items()}
@@ -246,8 +264,16 @@ class CorruptedControl:
             images=torch.from_numpy(np.concatenate([images[a_idx], corrupted])[:, None].astype(np.float32)),
             labels=torch.cat([torch.zeros(n_a, dtype=torch.long), torch.ones(n_b, dtype=torch.long)]),
             masks=torch.from_numpy(np.concatenate([regions[a_idx], regions[b_idx]])),
-            subject_ids=ids, meta=meta,
+            subject_ids=ids, meta=meta, named_masks=named,
         )
+
+
+def _evidence_in_region(parts: list[ImageSet]) -> float | None:
+    """Share of evidence pixels inside the corrupted region (1 by construction: a check
+    that the corruption stays in its region), or None without evidence."""
+    ev = torch.cat([p.named_masks["evidence"] for p in parts])
+    roi = torch.cat([p.masks for p in parts])
+    return float((ev & roi).sum() / ev.sum()) if ev.any() else None
 
 
 def make(**options) -> CorruptedControl:

@@ -47,4 +47,4 @@ class Edge:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("edge", "Sobel edge magnitude of the input (model-independent baseline)",
-                          factory("edge", Edge))
+                          factory("edge", Edge), baseline="model-free")

@@ -1,13 +1,19 @@
 """Random: a uniform-noise map, the chance baseline every metric is read against.
 
-Values are i.i.d. U[0, 1) per pixel, drawn on the CPU from a generator seeded with
-``context.seed`` (so the same seed gives the same maps on any device and any chunking), then
-moved to the input's device. No sign or channel meaning; ignores the model and the target.
+Values are i.i.d. U[0, 1) per pixel. Each image's generator is seeded from a hash of that
+image's bytes and ``context.seed``: the same image gets the same map on any device, in any
+batch or chunk, and a different image (even one perturbed imperceptibly) gets independent
+noise. That is what "chance" means for the stability metrics: seeding from the row index
+alone gave a perturbed copy the very same map, so noise-stability read 0.5 against its
+stated chance of 0. Drawn on the CPU, then moved to the input's device. No sign or channel
+meaning; ignores the model and the target.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 import xaibench
@@ -17,16 +23,27 @@ from xaibench.hookspecs import ExplainerRecord
 from ._common import check_input, factory
 
 
+def image_seed(image: torch.Tensor, seed: int) -> int:
+    """A 63-bit seed from the image's float32 bytes and ``seed``."""
+    data = np.ascontiguousarray(image.detach().float().cpu().numpy()).tobytes()
+    h = hashlib.blake2b(data, digest_size=8, key=int(seed).to_bytes(8, "little", signed=True))
+    return int.from_bytes(h.digest(), "little") >> 1
+
+
 @dataclass(frozen=True)
 class RandomMap:
-    """Seeded uniform noise, ``N×H×W``."""
+    """Uniform noise, ``N×H×W``, seeded per image from its bytes and the context seed."""
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
         check_input("random", x)
-        g = torch.Generator().manual_seed(int(context.seed))
-        return torch.rand(x.shape[0], *x.shape[-2:], generator=g).to(x.device)
+        h, w = x.shape[-2:]
+        maps = [torch.rand(h, w, generator=torch.Generator().manual_seed(image_seed(img, context.seed)))
+                for img in x]
+        out = torch.stack(maps) if maps else torch.zeros(0, h, w)
+        return out.to(x.device)
 
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("random", "uniform noise map (chance baseline)", factory("random", RandomMap))
+    yield ExplainerRecord("random", "uniform noise map seeded by the image (chance baseline)",
+                          factory("random", RandomMap), version="2", baseline="chance")

@@ -57,6 +57,28 @@ def as_masks(masks: torch.Tensor, n: int) -> torch.Tensor:
     return m
 
 
+def check_mask_name(metric: str, value: Any) -> None:
+    """The ``mask`` option: a mask name (``roi``, ``evidence``, ``roi-left`` …)."""
+    check(isinstance(value, str) and bool(value), metric, "mask", "a mask name such as roi or evidence", value)
+
+
+def metric_mask(inp: Any, name: str, metric: str, n: int) -> torch.Tensor:
+    """The N×H×W bool mask ``name`` of the evaluated images (``roi`` = ``inp.masks``), or
+    the one-line error naming the metric and the masks these images have."""
+    try:
+        m = inp.mask(name)
+    except KeyError:
+        have = ", ".join(["roi", *sorted(getattr(inp, "named_masks", None) or {})])
+        raise XaibenchError(f"metric {metric}: option mask={name!r}: these images have no such mask; "
+                            f"available: {have}") from None
+    return as_masks(m, n)
+
+
+def mask_suffix(name: str, mask: str) -> str:
+    """Score name for a mask: unchanged for ``roi`` (the published columns), ``NAME@MASK`` else."""
+    return name if mask == "roi" else f"{name}@{mask}"
+
+
 def ranks_desc(a: torch.Tensor) -> torch.Tensor:
     """Rank of every pixel, 0 = most attributed; ties broken by pixel index (stable)."""
     order = torch.sort(a, dim=1, descending=True, stable=True).indices

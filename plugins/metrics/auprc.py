@@ -22,7 +22,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
-from ._common import as_masks, check, check_maps, factory, flat, mean_chance, nan_empty
+from ._common import check, check_mask_name, check_maps, factory, flat, mask_suffix, mean_chance, metric_mask, nan_empty
 
 
 def average_precision(a: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -50,21 +50,24 @@ def ap_chance(total: int, area: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class AUPRC:
     absolute: bool = False
+    mask: str = "roi"
     scope: str = "explanation"
 
     def __post_init__(self) -> None:
         check(isinstance(self.absolute, bool), "auprc", "absolute", "true or false", self.absolute)
+        check_mask_name("auprc", self.mask)
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
         a = flat(check_maps("auprc", inp.attributions, inp.images))
         if self.absolute:
             a = a.abs()
-        m = flat(as_masks(inp.masks, a.shape[0]).to(a.device)).bool()
+        m = flat(metric_mask(inp, self.mask, "auprc", a.shape[0]).to(a.device)).bool()
         area = m.sum(1)
         vals = nan_empty(average_precision(a, m), area)
         chance = ap_chance(m.shape[1], area.cpu().numpy().astype(float))
-        return [Score("auprc", vals, True, chance=mean_chance(np.where(np.isnan(vals), np.nan, chance)))]
+        return [Score(mask_suffix("auprc", self.mask), vals, True,
+                      chance=mean_chance(np.where(np.isnan(vals), np.nan, chance)))]
 
 
 @xaibench.hookimpl

@@ -25,7 +25,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
-from ._common import as_masks, check, check_maps, factory, flat, mean_chance, nan_empty
+from ._common import check, check_mask_name, check_maps, factory, flat, mask_suffix, mean_chance, metric_mask, nan_empty
 
 MODES = ("positive", "absolute", "signed")
 
@@ -42,19 +42,22 @@ def mass_share(a: torch.Tensor, m: torch.Tensor, mode: str) -> torch.Tensor:
 @dataclass(frozen=True)
 class EnergyInROI:
     mode: str = "positive"
+    mask: str = "roi"
     scope: str = "explanation"
 
     def __post_init__(self) -> None:
         check(self.mode in MODES, "energy-in-roi", "mode", " | ".join(MODES), self.mode)
+        check_mask_name("energy-in-roi", self.mask)
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
         a = flat(check_maps("energy-in-roi", inp.attributions, inp.images))
-        m = flat(as_masks(inp.masks, a.shape[0]).to(a.device))
+        m = flat(metric_mask(inp, self.mask, "energy-in-roi", a.shape[0]).to(a.device))
         area = m.sum(1)
         vals = nan_empty(mass_share(a, m, self.mode), area)
         chance = nan_empty(area.double() / m.shape[1], area)
-        return [Score("energy-in-roi", vals, True, chance=mean_chance(chance), extra={"mode": self.mode})]
+        return [Score(mask_suffix("energy-in-roi", self.mask), vals, True, chance=mean_chance(chance),
+                      extra={"mode": self.mode})]
 
 
 @xaibench.hookimpl

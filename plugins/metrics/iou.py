@@ -19,7 +19,7 @@ uniformly random map (hypergeometric intersection), averaged over the images.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,19 +29,21 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
-from ._common import (as_masks, check, check_maps, factory, flat, fractions, iou_chances, mean_chance,
-                      nan_empty, pct, topk_mask)
+from ._common import (check, check_mask_name, check_maps, factory, flat, fractions, iou_chances, mask_suffix,
+                      mean_chance, metric_mask, nan_empty, pct, topk_mask)
 
 
 @dataclass(frozen=True)
 class IoU:
     q: Any = None
     absolute: bool = False
+    mask: str = "roi"
     scope: str = "explanation"
 
     def __post_init__(self) -> None:
         if self.q is not None:
             fractions(self.q, "iou")
+        check_mask_name("iou", self.mask)
         check(isinstance(self.absolute, bool), "iou", "absolute", "true or false", self.absolute)
 
     @torch.no_grad()
@@ -49,8 +51,9 @@ class IoU:
         a = flat(check_maps("iou", inp.attributions, inp.images))
         if self.absolute:
             a = a.abs()
-        m = flat(as_masks(inp.masks, a.shape[0]).to(a.device)).bool()
-        return iou_scores(a, m, None if self.q is None else fractions(self.q, "iou"))
+        m = flat(metric_mask(inp, self.mask, "iou", a.shape[0]).to(a.device)).bool()
+        scores = iou_scores(a, m, None if self.q is None else fractions(self.q, "iou"))
+        return [replace(s, name=mask_suffix(s.name, self.mask)) for s in scores]
 
 
 def iou_scores(a: torch.Tensor, m: torch.Tensor, qs: tuple[float, ...] | None, name: str = "iou") -> list[Score]:

@@ -29,7 +29,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
-from ._common import as_masks, check, check_maps, factory, flat, mean_chance, nan_empty
+from ._common import check, check_mask_name, check_maps, factory, flat, mask_suffix, mean_chance, metric_mask, nan_empty
 
 
 def dilate(masks: torch.Tensor, radius: float) -> torch.Tensor:
@@ -46,17 +46,19 @@ def dilate(masks: torch.Tensor, radius: float) -> torch.Tensor:
 class PointingGame:
     tolerance: float = 0
     absolute: bool = False
+    mask: str = "roi"
     scope: str = "explanation"
 
     def __post_init__(self) -> None:
         ok = isinstance(self.tolerance, (int, float)) and not isinstance(self.tolerance, bool) and self.tolerance >= 0
         check(ok, "pointing-game", "tolerance", "a distance in pixels >= 0 (e.g. 0 or 15)", self.tolerance)
         check(isinstance(self.absolute, bool), "pointing-game", "absolute", "true or false", self.absolute)
+        check_mask_name("pointing-game", self.mask)
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
         attr = check_maps("pointing-game", inp.attributions, inp.images)
-        masks = as_masks(inp.masks, attr.shape[0]).to(attr.device)
+        masks = metric_mask(inp, self.mask, "pointing-game", attr.shape[0]).to(attr.device)
         a = flat(attr).abs() if self.absolute else flat(attr)
         area = flat(masks).sum(1)
         target = flat(dilate(masks, float(self.tolerance))).bool()
@@ -64,7 +66,7 @@ class PointingGame:
         hits = (is_max & target).sum(1).double() / is_max.sum(1).clamp_min(1).double()
         vals = nan_empty(hits, area)
         chance = nan_empty(target.double().mean(1), area)
-        return [Score("pointing-game", vals, True, chance=mean_chance(chance),
+        return [Score(mask_suffix("pointing-game", self.mask), vals, True, chance=mean_chance(chance),
                       extra={"tolerance": float(self.tolerance)})]
 
 

@@ -24,33 +24,36 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
-from ._common import as_masks, check, check_maps, factory, flat, mean_chance, nan_empty, topk_mask
+from ._common import (check, check_mask_name, check_maps, factory, flat, mask_suffix, mean_chance, metric_mask,
+                      nan_empty, topk_mask)
 
 
 @dataclass(frozen=True)
 class RankAccuracy:
     k: int | None = None
     absolute: bool = False
+    mask: str = "roi"
     scope: str = "explanation"
 
     def __post_init__(self) -> None:
         ok = self.k is None or (isinstance(self.k, int) and not isinstance(self.k, bool) and self.k > 0)
         check(ok, "rank-accuracy", "k", "omitted (the mask's area) or a number of pixels > 0", self.k)
         check(isinstance(self.absolute, bool), "rank-accuracy", "absolute", "true or false", self.absolute)
+        check_mask_name("rank-accuracy", self.mask)
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
         a = flat(check_maps("rank-accuracy", inp.attributions, inp.images))
         if self.absolute:
             a = a.abs()
-        m = flat(as_masks(inp.masks, a.shape[0]).to(a.device)).bool()
+        m = flat(metric_mask(inp, self.mask, "rank-accuracy", a.shape[0]).to(a.device)).bool()
         area = m.sum(1)
         k = area if self.k is None else torch.full_like(area, min(self.k, m.shape[1]))
         inside = (topk_mask(a, k) & m).sum(1)
         vals = nan_empty(inside.double() / k.clamp_min(1).double(), area)
         chance = nan_empty(area.double() / m.shape[1], area)
         name = "rank-accuracy" if self.k is None else f"top-k@{self.k}"
-        return [Score(name, vals, True, chance=mean_chance(chance))]
+        return [Score(mask_suffix(name, self.mask), vals, True, chance=mean_chance(chance))]
 
 
 @xaibench.hookimpl
