@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from .table import Column, Row, Table, Value
+from .model import Column, Row, Table, Value
+
+COST_COLUMNS = ("seconds_per_image", "train_seconds")  # wall times the cells store: not swept metrics
 
 LABEL = re.compile(r"^(?P<base>[^\[]+)\[(?P<opts>.*)\]$")
 
@@ -53,7 +55,7 @@ def dataset_sweeps(summary: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]
 def monotonicity_tables(summary: pd.DataFrame) -> list[Table]:
     tables = []
     for base, opt, g in dataset_sweeps(summary):
-        per = g[~g["explainer"].isin(["-", "*"]) & ~g["column"].str.startswith("seconds")]
+        per = g[~g["explainer"].isin(["-", "*"]) & ~g["column"].str.split(" [", regex=False).str[0].isin(COST_COLUMNS)]
         for (bb, at), ga in per.groupby(["backbone", "attack"], sort=False):
             cols = list(dict.fromkeys(ga["column"]))
             labels = list(dict.fromkeys(ga["explainer"]))
@@ -87,7 +89,7 @@ def monotonicity_figure(summary: pd.DataFrame, path: Path, columns: tuple[str, .
     import matplotlib.pyplot as plt
 
     base, opt, g = sweeps[0]
-    g = g[~g["explainer"].isin(["-", "*"]) & ~g["column"].str.startswith("seconds")]
+    g = g[~g["explainer"].isin(["-", "*"]) & ~g["column"].str.split(" [", regex=False).str[0].isin(COST_COLUMNS)]
     cols = [c for c in dict.fromkeys(g["column"]) if not columns or c in columns][:6]
     fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.0), squeeze=False)
     for ax, c in zip(axes[0], cols):
