@@ -60,7 +60,7 @@ def md_escape(s: str, inline: bool = False) -> str:
     s = s.replace("<", "&lt;").replace(">", "&gt;")
     if inline:
         s = s.replace("*", r"\*").replace("_", r"\_")
-    elif s[:1] in "#*+":
+    elif s[:1] and s[:1] in "#*+":
         s = "\\" + s
     return s
 
