@@ -212,3 +212,52 @@ def test_row_order_does_not_depend_on_the_input_order(tmp_path):
     (tmp_path / "l.csv").write_text(first)
     back = read_summary_csv(tmp_path / "l.csv")
     assert render_summary(back, "md") == render_summary(s, "md")  # the CSV renders to the same tables
+
+
+# ------------------------------------------------------------------ from a store, with a plugin file
+
+PRIOR_PLUGIN = '''
+import xaibench
+from xaibench.hookspecs import ExplainerRecord
+
+
+class Where:
+    def explain(self, model, images, target, context):
+        raise NotImplementedError
+
+
+@xaibench.hookimpl
+def xaibench_explainers():
+    yield ExplainerRecord("where-it-usually-is", "test: the mean training mask", Where, baseline="prior")
+'''
+
+
+def test_prior_is_found_by_its_record_and_the_report_draws_the_cd_diagram(tmp_path):
+    from xaibench.cells import config_hash
+    from xaibench.leaderboard.build import summary_of
+    from xaibench.report import build_report
+    from xaibench.store import CellRecord, Store
+
+    plugin = tmp_path / "prior_plugin.py"
+    plugin.write_text(PRIOR_PLUGIN)
+    out = tmp_path / "out"
+    store = Store(out / "results.sqlite")
+    rng = np.random.default_rng(0)
+    spec = {"gradcam": ("gradcam", 0.6), "ig": ("ig", 0.4), "saliency": ("saliency", 0.3),
+            "usual": ("where-it-usually-is", 0.5)}  # label → (plugin, mean IoU); the prior by its label only
+    for seed in (0, 1):
+        for label, (name, mu) in spec.items():
+            cfg = {"metric": {"name": "iou"}, "explainer": {"name": name, "options": {}}, "seed": seed}
+            cid = config_hash(cfg)
+            keys = {"suite": "t", "dataset": "d", "backbone": "b", "attack": "none", "seed": seed,
+                    "explainer": label, "metric": "iou", "split": "clean"}
+            rows = [("iou", None, i, float(mu + rng.normal(0, 0.05)), 0.02, True) for i in range(20)]
+            store.write(CellRecord(cid, "metric", keys, cid, cfg, "done", 0.1, rows))
+    store.close()
+    assert set(summary_of(out)["baseline"]) == {""}  # without the plugin file its kind is unknown
+    s = summary_of(out, plugin_files=(str(plugin),)).set_index("explainer")
+    assert s.loc["usual", "baseline"] == "prior" and s.loc["gradcam", "p_vs_prior"] < 0.05
+    assert s.loc["ig", "p_vs_prior"] > 0.05 and np.isnan(s.loc["usual", "rank"])
+    page = build_report(out, plugin_files=(str(plugin),)).read_text()
+    assert "Critical-difference diagrams" in page and "Critical difference: d / b / attack: none" in page
+    assert list((out / "figures").glob("cd-*.png")) and "usual (prior)" in page
