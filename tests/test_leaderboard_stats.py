@@ -232,28 +232,34 @@ def xaibench_explainers():
 '''
 
 
-def test_prior_is_found_by_its_record_and_the_report_draws_the_cd_diagram(tmp_path):
+def _store(tmp_path, spec: dict[str, tuple[str, float]], dataset: str = "d"):
+    """A results folder with one IoU cell per (explainer label, seed): label → (plugin, mean)."""
     from xaibench.cells import config_hash
-    from xaibench.leaderboard.build import summary_of
-    from xaibench.report import build_report
     from xaibench.store import CellRecord, Store
 
-    plugin = tmp_path / "prior_plugin.py"
-    plugin.write_text(PRIOR_PLUGIN)
     out = tmp_path / "out"
     store = Store(out / "results.sqlite")
     rng = np.random.default_rng(0)
-    spec = {"gradcam": ("gradcam", 0.6), "ig": ("ig", 0.4), "saliency": ("saliency", 0.3),
-            "usual": ("where-it-usually-is", 0.5)}  # label → (plugin, mean IoU); the prior by its label only
     for seed in (0, 1):
         for label, (name, mu) in spec.items():
-            cfg = {"metric": {"name": "iou"}, "explainer": {"name": name, "options": {}}, "seed": seed}
+            cfg = {"metric": {"name": "iou"}, "explainer": {"name": name, "options": {}}, "seed": seed, "l": label}
             cid = config_hash(cfg)
-            keys = {"suite": "t", "dataset": "d", "backbone": "b", "attack": "none", "seed": seed,
+            keys = {"suite": "t", "dataset": dataset, "backbone": "b", "attack": "none", "seed": seed,
                     "explainer": label, "metric": "iou", "split": "clean"}
             rows = [("iou", None, i, float(mu + rng.normal(0, 0.05)), 0.02, True) for i in range(20)]
             store.write(CellRecord(cid, "metric", keys, cid, cfg, "done", 0.1, rows))
     store.close()
+    return out
+
+
+def test_prior_is_found_by_its_record_and_the_report_draws_the_cd_diagram(tmp_path):
+    from xaibench.leaderboard.build import summary_of
+    from xaibench.report import build_report
+
+    plugin = tmp_path / "prior_plugin.py"
+    plugin.write_text(PRIOR_PLUGIN)
+    out = _store(tmp_path, {"gradcam": ("gradcam", 0.6), "ig": ("ig", 0.4), "saliency": ("saliency", 0.3),
+                            "usual": ("where-it-usually-is", 0.5)})  # the prior known by its record, not its label
     assert set(summary_of(out)["baseline"]) == {""}  # without the plugin file its kind is unknown
     s = summary_of(out, plugin_files=(str(plugin),)).set_index("explainer")
     assert s.loc["usual", "baseline"] == "prior" and s.loc["gradcam", "p_vs_prior"] < 0.05
@@ -261,3 +267,15 @@ def test_prior_is_found_by_its_record_and_the_report_draws_the_cd_diagram(tmp_pa
     page = build_report(out, plugin_files=(str(plugin),)).read_text()
     assert "Critical-difference diagrams" in page and "Critical difference: d / b / attack: none" in page
     assert list((out / "figures").glob("cd-*.png")) and "usual (prior)" in page
+
+
+def test_report_escapes_hostile_labels(tmp_path):
+    from xaibench.report import build_report
+
+    bad = "<b>x</b><img src=x onerror=alert(1)>"
+    out = _store(tmp_path, {bad: ("gradcam", 0.6), "$x$ a|b": ("ig", 0.4), "50%_&$#{}~^\\": ("saliency", 0.3)},
+                 dataset="<script>d</script>")
+    page = build_report(out).read_text()
+    assert "onerror=alert(1)>" not in page and "<script>" not in page and "<b>x</b>" not in page
+    index = (out / "figures" / "README.md").read_text()
+    assert "<img" not in index and "<script" not in index

@@ -87,9 +87,9 @@ TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#"
 
 
 def tex_escape(s: str) -> str:
-    """All ten LaTeX specials and the symbols the tables use; any other character outside
-    Latin-1 (which T1 + UTF-8 input cannot set) becomes '?' so the document compiles."""
-    return "".join(TEX.get(ch, ch if ord(ch) < 0x250 else "?") for ch in str(s))
+    """All ten LaTeX specials and the symbols the tables use; any other character beyond
+    Latin Extended-A (which T1 + UTF-8 input may not set) becomes '?' so the document compiles."""
+    return "".join(TEX.get(ch, ch if ord(ch) < 0x180 else "?") for ch in str(s))
 
 
 def latex(tables: list[Table]) -> str:

@@ -45,10 +45,18 @@ def column_name(name: str, split: str) -> str:
     return name if split == "clean" else f"{name} [{split}]"
 
 
+def _by_seed(g: pd.DataFrame) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The seeds (sorted) and each seed's values, in image order (the frame is sorted)."""
+    seeds = g["seed"].to_numpy()
+    values = g["value"].to_numpy(float)
+    uniq = np.unique(seeds)
+    return uniq, [values[seeds == s] for s in uniq]
+
+
 def interval(g: pd.DataFrame) -> tuple[float, float, str]:
     """(lo, hi, unit): image-level values → bootstrap over seeds then images (one seed:
     over images); one value per seed (aggregates, image -1) → Student-t over the seeds."""
-    by_seed = [s["value"].to_numpy(float) for _, s in g.groupby("seed", sort=True)]
+    _, by_seed = _by_seed(g)
     if (g["image"] < 0).all():
         per_seed = np.array([np.nanmean(v) if np.isfinite(v).any() else np.nan for v in by_seed])
         lo, hi = t_interval(per_seed)
@@ -59,11 +67,9 @@ def interval(g: pd.DataFrame) -> tuple[float, float, str]:
 
 def _per_seed(g: pd.DataFrame) -> str:
     """'0:0.512 1:nan 2:0.487' — the mean of each seed, so a failed seed stays visible."""
-    parts = []
-    for s, gs in g.groupby("seed", sort=True):
-        v = gs["value"].to_numpy(float)
-        parts.append(f"{int(s)}:{np.nanmean(v):.4g}" if np.isfinite(v).any() else f"{int(s)}:nan")
-    return " ".join(parts)
+    seeds, by_seed = _by_seed(g)
+    return " ".join(f"{int(s)}:{np.nanmean(v):.4g}" if np.isfinite(v).any() else f"{int(s)}:nan"
+                    for s, v in zip(seeds, by_seed))
 
 
 def _row(key: tuple, g: pd.DataFrame) -> dict:

@@ -88,21 +88,22 @@ def monotonicity_figure(summary: pd.DataFrame, path: Path, columns: tuple[str, .
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    base, opt, g = sweeps[0]
-    g = g[~g["explainer"].isin(["-", "*"]) & ~g["column"].str.split(" [", regex=False).str[0].isin(COST_COLUMNS)]
-    cols = [c for c in dict.fromkeys(g["column"]) if not columns or c in columns][:6]
-    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.0), squeeze=False)
-    for ax, c in zip(axes[0], cols):
-        for lab, s in g[g["column"] == c].groupby("explainer", sort=False):
-            s = s.sort_values("level")
-            ax.errorbar(s["level"], s["mean"], yerr=[s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]],
-                        marker="o", ms=3, capsize=2, label=lab)
-        ax.set_title(c, fontsize=9)
-        ax.set_xlabel(opt)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"Positive controls: {base}", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with matplotlib.rc_context({"text.parse_math": False}):  # labels are user text, not mathtext
+        base, opt, g = sweeps[0]
+        g = g[~g["explainer"].isin(["-", "*"]) & ~g["column"].str.split(" [", regex=False).str[0].isin(COST_COLUMNS)]
+        cols = [c for c in dict.fromkeys(g["column"]) if not columns or c in columns][:6]
+        fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.0), squeeze=False)
+        for ax, c in zip(axes[0], cols):
+            for lab, s in g[g["column"] == c].groupby("explainer", sort=False):
+                s = s.sort_values("level")
+                ax.errorbar(s["level"], s["mean"], yerr=[s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]],
+                            marker="o", ms=3, capsize=2, label=lab)
+            ax.set_title(c, fontsize=9)
+            ax.set_xlabel(opt)
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(f"Positive controls: {base}", fontsize=10)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
     return path

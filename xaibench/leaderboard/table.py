@@ -118,9 +118,13 @@ def _tests_footer(g: pd.DataFrame, t: Table) -> list[str]:
                    f"α = {ALPHA}); headers give the uniform chance and the prior's value")
     if t.ranking is not None:
         r = t.ranking
+        which = "image-level columns" if r.blocks.endswith("image-seed") else "columns"
         out.append(f"rank = Friedman mean rank over {r.blocks} blocks (a block's score: the mean of the method's ranks "
-                   f"over this table's columns); Friedman p = {r.p:.3g}; Nemenyi critical difference (α = {ALPHA}) = "
+                   f"over this table's {which}); Friedman p = {r.p:.3g}; Nemenyi critical difference (α = {ALPHA}) = "
                    f"{r.cd:.3f}: methods whose ranks differ by less are not told apart")
+    elif any(r.rank is not None for r in t.rows):
+        out.append("rank = mean of the methods' ranks of the column means (no block has every method in every "
+                   "column, so no Friedman test)")
     if any(r.baseline for r in t.rows):
         out.append("reference rows (baseline kind in brackets) follow the methods; they are not ranked or marked best")
     nan = [(c.key, r.label, v.n_nan, v.n + v.n_nan) for r in t.rows for c, v in zip(t.columns, r.values)

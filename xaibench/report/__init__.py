@@ -11,7 +11,7 @@ from pathlib import Path
 from ..leaderboard import cd
 from ..leaderboard.build import summary_of
 from ..leaderboard.model import Table
-from ..leaderboard.render import html_tables
+from ..leaderboard.render import html_tables, md_escape
 from ..leaderboard.table import build_tables
 from .data import ReportData
 from .figures import SECTIONS, Fig, Sink, agreement, metric_curves, sweep_curves, training_curves, value_curves
@@ -50,7 +50,10 @@ def figures_index(folder: Path, sections: list[tuple[str, list[Fig]]], command: 
             lines += [f"## {name}", ""]
             for f in figs:
                 link = f" [PDF]({f.slug}.pdf)" if pdf else ""
-                lines += [f"### {f.title}", "", f"![{f.title}]({f.slug}.png)", "", f"{f.caption}{link}", ""]
+                title = md_escape(f.title, inline=True)  # titles and captions hold user labels
+                alt = title.replace("[", r"\[").replace("]", r"\]")
+                caption = md_escape(f.caption, inline=True)
+                lines += [f"### {title}", "", f"![{alt}]({f.slug}.png)", "", f"{caption}{link}", ""]
     path = folder / "README.md"
     path.write_text("\n".join(lines))
     return path
@@ -85,7 +88,14 @@ def build_report(out: Path, suite: str | None = None, plugin_files: tuple[str, .
                  publish: Path | None = None, command: str = "") -> Path:
     """Write ``OUT/report/report.html`` and ``OUT/figures/*.{png,pdf}`` (and, with
     ``publish``, the PNGs and their index there); returns the HTML path."""
-    out = Path(out)
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):  # labels are user text, "$x$" is not mathtext
+        return _build(Path(out), suite, plugin_files, n_images, publish, command)
+
+
+def _build(out: Path, suite: str | None, plugin_files: tuple[str, ...], n_images: int, publish: Path | None,
+           command: str) -> Path:
     data = ReportData.load(out, suite)
     sink = Sink(out / "figures")
     tables, tables_html, note = _tables(out, suite, plugin_files)
