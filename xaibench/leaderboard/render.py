@@ -25,7 +25,7 @@ def fmt(v: Value | None, digits: int = 3) -> str:
         return "–"
     s = f"{v.mean:.{digits}f}" if math.isnan(v.lo) or v.lo == v.hi else f"{v.mean:.{digits}f} ± {(v.hi - v.lo) / 2:.{digits}f}"
     if v.per_seed:
-        s += " [" + "/".join("–" if math.isnan(x) else f"{x:.3g}" for x in v.per_seed) + "]"
+        s += " [" + "/".join("–" if math.isnan(x) else f"{x:.{digits}f}" for x in v.per_seed) + "]"
     marks = ("†" if v.not_worse and not v.best else "") + ("°" if v.beats_prior is False else "")
     return f"{s} {marks}" if marks else s
 
