@@ -44,9 +44,9 @@ def _value(r: pd.Series, best: float | None, seeds: tuple[str, ...], new: bool) 
     is_best = best is not None and not math.isnan(r["mean"]) and math.isclose(r["mean"], best, rel_tol=0, abs_tol=1e-12)
     if not new:
         return Value(float(r["mean"]), float(r["ci_low"]), float(r["ci_high"]), int(r["n"]), is_best)
-    pb, pp = _f(r.get("p_vs_best")), _f(r.get("p_vs_prior"))
+    pb, pp, nan = _f(r.get("p_vs_best")), _f(r.get("p_vs_prior")), _f(r.get("n_nan"))
     return Value(float(r["mean"]), float(r["ci_low"]), float(r["ci_high"]), int(r["n"]), is_best,
-                 int(_f(r.get("n_nan")) or 0), _per_seed(r.get("per_seed"), seeds),
+                 int(nan) if math.isfinite(nan) else 0, _per_seed(r.get("per_seed"), seeds),
                  is_best or (math.isfinite(pb) and pb >= ALPHA), None if math.isnan(pp) else pp < ALPHA)
 
 
