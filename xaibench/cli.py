@@ -97,7 +97,7 @@ def cmd_run(args) -> int:
         if not args.no_leaderboard:
             from .leaderboard.build import write_all
 
-            paths = write_all(out, suite.name)
+            paths = write_all(out, suite.name, tuple(args.plugin))
             print(f"leaderboard: {', '.join(str(p) for p in paths)}")
     return EXIT_CELLS_FAILED if summary.failed else EXIT_OK
 
@@ -133,10 +133,10 @@ def cmd_leaderboard(args) -> int:
             raise XaibenchError(f"leaderboard --suite: {why}")
         _folder(args.publish, "--publish")
         cmd = f"xaibench run --suite {name}" + (f" && xaibench leaderboard --suite {name} --publish {args.publish}")
-        for p in publish(out, Path(args.publish), name, args.command or cmd):
+        for p in publish(out, Path(args.publish), name, args.command or cmd, tuple(args.plugin)):
             print(p)
         return EXIT_OK
-    text = render_store(out, args.format, suite=args.suite)
+    text = render_store(out, args.format, suite=args.suite, plugin_files=tuple(args.plugin))
     if args.output:
         Path(args.output).write_text(text)
     else:
@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--output", help="write to this file instead of standard output")
     lb.add_argument("--publish", metavar="DIR", help="write DIR/SUITE.{csv,md,tex} (+ figures) for publication")
     lb.add_argument("--command", help="with --publish: the regenerating command to print in the Markdown")
+    lb.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                    help="a single-file plugin the run used (its explainers' baseline kinds, metrics' families)")
     lb.set_defaults(func=cmd_leaderboard)
 
     st = sub.add_parser("status", help="pending / running / done / failed cells and jobs of a results folder")

@@ -2,34 +2,62 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import XaibenchError
 from ..store import Store
+from .cd import cd_figure
 from .render import html_page, latex, markdown
 from .summary import summarise
+from .sweeps import monotonicity_figure
 from .table import build_tables
 
+TEXT_COLUMNS = ("seeds", "config", "versions", "per_seed", "ci", "baseline", "blocks")
+NUMBER_COLUMNS = ("mean", "ci_low", "ci_high", "chance", "p_vs_best", "p_vs_prior", "rank", "friedman_p", "cd")
 
-def summary_of(out: Path, suite: str | None = None) -> pd.DataFrame:
+
+def summary_of(out: Path, suite: str | None = None, plugin_files: tuple[str, ...] = ()) -> pd.DataFrame:
     db = Path(out) / "results.sqlite"
     if not db.exists():
         raise XaibenchError(f"{out}: no results.sqlite here; run `xaibench run --suite NAME --out {out}` first")
     store = Store(db)
     try:
-        return summarise(store.values(suite), metric_families())
+        values, cells = store.values(suite), store.cells()
     finally:
         store.close()
+    reg = _registry(plugin_files)
+    return summarise(values, metric_families(reg), explainer_baselines(cells, reg))
 
 
-def metric_families(plugin_files: tuple[str, ...] = ()) -> dict[str, str]:
-    """Metric plugin name → family, from the registered metric records."""
+def _registry(plugin_files: tuple[str, ...] = ()):
     from ..plugins import load
 
-    reg = load(plugin_files)
+    return load(plugin_files)
+
+
+def metric_families(reg) -> dict[str, str]:
+    """Metric plugin name → family, from the registered metric records."""
     return {name: getattr(reg.get("metric", name), "family", "other") for name in reg.names("metric")}
+
+
+def explainer_baselines(cells: pd.DataFrame, reg) -> dict[str, str]:
+    """Explainer label → its record's ``baseline`` kind, for labels whose plugin (named in
+    the stored cell configs) is registered with one; labels are what the tables show."""
+    out: dict[str, str] = {}
+    known = set(reg.names("explainer"))
+    for label, cfg in zip(cells["explainer"], cells["config"]):
+        if label in out or not cfg or '"explainer"' not in cfg:
+            continue
+        ident = json.loads(cfg).get("explainer")
+        name = ident.get("name") if isinstance(ident, dict) else None
+        if name in known:
+            kind = getattr(reg.get("explainer", name), "baseline", None)
+            if kind:
+                out[str(label)] = str(kind)
+    return out
 
 
 def render_summary(summary: pd.DataFrame, fmt: str, title: str = "xaibench leaderboard") -> str:
@@ -47,51 +75,55 @@ def render_summary(summary: pd.DataFrame, fmt: str, title: str = "xaibench leade
     raise XaibenchError(f"unknown format {fmt!r}; use md, latex, csv or html")
 
 
-def render_store(out: Path, fmt: str, suite: str | None = None) -> str:
-    return render_summary(summary_of(out, suite), fmt)
+def render_store(out: Path, fmt: str, suite: str | None = None, plugin_files: tuple[str, ...] = ()) -> str:
+    return render_summary(summary_of(out, suite, plugin_files), fmt)
 
 
 def read_summary_csv(path: Path) -> pd.DataFrame:
     """The published CSV read back exactly as it renders (strings stay strings)."""
-    df = pd.read_csv(path, dtype={"seeds": str, "config": str, "versions": str}, keep_default_na=False,
-                     na_values={c: ["", "nan"] for c in ("mean", "ci_low", "ci_high", "chance")})
+    df = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False,
+                     na_values={c: ["", "nan"] for c in NUMBER_COLUMNS})
     df["higher_is_better"] = df["higher_is_better"].astype(bool)
     if "family" not in df:
         df["family"] = "other"  # a CSV written before metric families
     return df
 
 
-def write_all(out: Path, suite: str | None = None) -> list[Path]:
+def write_all(out: Path, suite: str | None = None, plugin_files: tuple[str, ...] = ()) -> list[Path]:
     """Write leaderboard.{csv,md,tex,html} into the results folder. The Markdown, LaTeX and
     HTML are rendered from the CSV as written, so they always agree with it."""
     out = Path(out)
     csv_path = out / "leaderboard.csv"
-    csv_path.write_text(render_summary(summary_of(out, suite), "csv"))
+    csv_path.write_text(render_summary(summary_of(out, suite, plugin_files), "csv"))
     summary = read_summary_csv(csv_path)
     paths = [csv_path]
     for fmt, ext in (("md", "md"), ("latex", "tex"), ("html", "html")):
         p = out / f"leaderboard.{ext}"
         p.write_text(render_summary(summary, fmt))
         paths.append(p)
-    from .sweeps import monotonicity_figure
-
-    fig = monotonicity_figure(summary, out / "figures" / "monotonicity.png")
-    if fig is not None:
-        paths.append(fig)
+    for fig in (monotonicity_figure(summary, out / "figures" / "monotonicity.png"),
+                cd_figure(build_tables(summary), out / "figures" / "critical-difference.png")):
+        if fig is not None:
+            paths.append(fig)
     return paths
 
 
-def publish(out: Path, dest: Path, name: str, command: str) -> list[Path]:
+def publish(out: Path, dest: Path, name: str, command: str, plugin_files: tuple[str, ...] = ()) -> list[Path]:
     """Write ``dest/NAME.{csv,md,tex}`` (and the monotonicity figure) for a paper or a repo:
     the Markdown opens with the command that regenerates it and is rendered from the CSV."""
     dest.mkdir(parents=True, exist_ok=True)
     csv_path = dest / f"{name}.csv"
-    csv_path.write_text(render_summary(summary_of(out, None), "csv"))
+    csv_path.write_text(render_summary(summary_of(out, None, plugin_files), "csv"))
     summary = read_summary_csv(csv_path)
     figures = dest / "figures" / name / "README.md"  # written by `xaibench report --publish`
+    tables = build_tables(summary)
+    cd = cd_figure(tables, dest / "figures" / f"{name}-critical-difference.png")
     head = (f"# {name}: leaderboard\n\nRegenerate with:\n\n    {command}\n\n"
-            f"Tables: mean ± half-width of the 95% bootstrap CI; chance levels in the headers; "
+            f"Tables: mean ± half-width of the 95% interval (each table's footer names its unit of resampling), "
+            f"chance levels in the headers; "
             f"also as [CSV]({name}.csv) and [LaTeX]({name}.tex)."
+            + (f" Critical-difference diagrams of the ranked tables: [figures/{cd.name}](figures/{cd.name})."
+               if cd is not None else "")
             + (f" Figures (heatmaps, curves, agreement matrices): [figures/{name}](figures/{name}/README.md)."
                if figures.exists() else "")
             + (" Everything published beside it: [README](README.md)." if (dest / "README.md").exists() else "")
@@ -99,7 +131,5 @@ def publish(out: Path, dest: Path, name: str, command: str) -> list[Path]:
     (dest / f"{name}.md").write_text(head + render_summary(summary, "md"))
     (dest / f"{name}.tex").write_text(render_summary(summary, "latex"))
     paths = [csv_path, dest / f"{name}.md", dest / f"{name}.tex"]
-    from .sweeps import monotonicity_figure
-
     fig = monotonicity_figure(summary, dest / "figures" / f"{name}-monotonicity.png")
-    return paths + ([fig] if fig else [])
+    return paths + [f for f in (fig, cd) if f is not None]

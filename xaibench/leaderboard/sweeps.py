@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from .table import Column, Row, Table, Value
+from .model import Column, Row, Table, Value
+
+COST_COLUMNS = ("seconds_per_image", "train_seconds")  # wall times the cells store: not swept metrics
 
 LABEL = re.compile(r"^(?P<base>[^\[]+)\[(?P<opts>.*)\]$")
 
@@ -53,7 +55,7 @@ def dataset_sweeps(summary: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]
 def monotonicity_tables(summary: pd.DataFrame) -> list[Table]:
     tables = []
     for base, opt, g in dataset_sweeps(summary):
-        per = g[~g["explainer"].isin(["-", "*"]) & ~g["column"].str.startswith("seconds")]
+        per = g[~g["explainer"].isin(["-", "*"]) & ~g["column"].str.split(" [", regex=False).str[0].isin(COST_COLUMNS)]
         for (bb, at), ga in per.groupby(["backbone", "attack"], sort=False):
             cols = list(dict.fromkeys(ga["column"]))
             labels = list(dict.fromkeys(ga["explainer"]))
@@ -86,21 +88,22 @@ def monotonicity_figure(summary: pd.DataFrame, path: Path, columns: tuple[str, .
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    base, opt, g = sweeps[0]
-    g = g[~g["explainer"].isin(["-", "*"]) & ~g["column"].str.startswith("seconds")]
-    cols = [c for c in dict.fromkeys(g["column"]) if not columns or c in columns][:6]
-    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.0), squeeze=False)
-    for ax, c in zip(axes[0], cols):
-        for lab, s in g[g["column"] == c].groupby("explainer", sort=False):
-            s = s.sort_values("level")
-            ax.errorbar(s["level"], s["mean"], yerr=[s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]],
-                        marker="o", ms=3, capsize=2, label=lab)
-        ax.set_title(c, fontsize=9)
-        ax.set_xlabel(opt)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"Positive controls: {base}", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with matplotlib.rc_context({"text.parse_math": False}):  # labels are user text, not mathtext
+        base, opt, g = sweeps[0]
+        g = g[~g["explainer"].isin(["-", "*"]) & ~g["column"].str.split(" [", regex=False).str[0].isin(COST_COLUMNS)]
+        cols = [c for c in dict.fromkeys(g["column"]) if not columns or c in columns][:6]
+        fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.0), squeeze=False)
+        for ax, c in zip(axes[0], cols):
+            for lab, s in g[g["column"] == c].groupby("explainer", sort=False):
+                s = s.sort_values("level")
+                ax.errorbar(s["level"], s["mean"], yerr=[s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]],
+                            marker="o", ms=3, capsize=2, label=lab)
+            ax.set_title(c, fontsize=9)
+            ax.set_xlabel(opt)
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(f"Positive controls: {base}", fontsize=10)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
     return path

@@ -8,6 +8,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..leaderboard import cd
+from ..leaderboard.build import summary_of
+from ..leaderboard.model import Table
+from ..leaderboard.render import html_tables, md_escape
+from ..leaderboard.table import build_tables
 from .data import ReportData
 from .figures import SECTIONS, Fig, Sink, agreement, metric_curves, sweep_curves, training_curves, value_curves
 from .heatmaps import heatmap_grids
@@ -16,15 +21,23 @@ from .html import page
 __all__ = ["build_report"]
 
 
-def _tables_html(out: Path, suite: str | None) -> tuple[str, str | None]:
-    from ..leaderboard.build import summary_of
-    from ..leaderboard.render import html_tables
-    from ..leaderboard.table import build_tables
-
-    tables = build_tables(summary_of(out, suite))
+def _tables(out: Path, suite: str | None, plugin_files: tuple[str, ...]) -> tuple[list[Table], str, str | None]:
+    tables = build_tables(summary_of(out, suite, plugin_files))
     if not tables:
-        return "<p class='note'>No scored cells yet.</p>", "Leaderboard: no scored cells in the store"
-    return html_tables(tables), None
+        return [], "<p class='note'>No scored cells yet.</p>", "Leaderboard: no scored cells in the store"
+    return tables, html_tables(tables), None
+
+
+def cd_diagrams(tables: list[Table], sink: Sink) -> list[Fig]:
+    """One critical-difference diagram per ranked leaderboard table."""
+    figs = []
+    for t in cd.ranked(tables):
+        r = t.ranking
+        cap = (f"Friedman mean ranks of the methods (1 = best) over {r.blocks} blocks, Friedman p = {r.p:.3g}; "
+               f"a red bar joins methods whose ranks differ by less than the Nemenyi critical difference "
+               f"CD = {r.cd:.3f} (α = 0.05): those are not told apart. Baseline rows are not ranked.")
+        figs.append(sink.save(cd.figure(t), f"cd-{t.title}", f"Critical difference: {t.title}", cap))
+    return figs
 
 
 def figures_index(folder: Path, sections: list[tuple[str, list[Fig]]], command: str = "xaibench report --out DIR",
@@ -37,7 +50,10 @@ def figures_index(folder: Path, sections: list[tuple[str, list[Fig]]], command: 
             lines += [f"## {name}", ""]
             for f in figs:
                 link = f" [PDF]({f.slug}.pdf)" if pdf else ""
-                lines += [f"### {f.title}", "", f"![{f.title}]({f.slug}.png)", "", f"{f.caption}{link}", ""]
+                title = md_escape(f.title, inline=True)  # titles and captions hold user labels
+                alt = title.replace("[", r"\[").replace("]", r"\]")
+                caption = md_escape(f.caption, inline=True)
+                lines += [f"### {title}", "", f"![{alt}]({f.slug}.png)", "", f"{caption}{link}", ""]
     path = folder / "README.md"
     path.write_text("\n".join(lines))
     return path
@@ -72,12 +88,23 @@ def build_report(out: Path, suite: str | None = None, plugin_files: tuple[str, .
                  publish: Path | None = None, command: str = "") -> Path:
     """Write ``OUT/report/report.html`` and ``OUT/figures/*.{png,pdf}`` (and, with
     ``publish``, the PNGs and their index there); returns the HTML path."""
-    out = Path(out)
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):  # labels are user text, "$x$" is not mathtext
+        return _build(Path(out), suite, plugin_files, n_images, publish, command)
+
+
+def _build(out: Path, suite: str | None, plugin_files: tuple[str, ...], n_images: int, publish: Path | None,
+           command: str) -> Path:
     data = ReportData.load(out, suite)
     sink = Sink(out / "figures")
-    tables, note = _tables_html(out, suite)
+    tables, tables_html, note = _tables(out, suite, plugin_files)
     if note:
         data.skip(*note.split(": ", 1))
+    diagrams = cd_diagrams(tables, sink)
+    if tables and not diagrams:
+        data.skip("Critical-difference diagrams", "no leaderboard table has Friedman ranks (two or more methods "
+                  "with paired values)")
     curves = value_curves(data, sink)
     for section, figs in metric_curves(data, sink).items():
         curves.setdefault(section, []).extend(figs)
@@ -85,6 +112,7 @@ def build_report(out: Path, suite: str | None = None, plugin_files: tuple[str, .
         if title not in curves:
             data.skip(title, "no metric in the store recorded these curves")
     sections: list[tuple[str, list[Fig]]] = [
+        ("Critical-difference diagrams", diagrams),
         ("Heatmaps", heatmap_grids(data, sink, plugin_files, n_images)),
         *[(title, curves.get(title, [])) for title in ("ΔT curves over q", "Deletion, insertion and ROAD curves")],
         ("Agreement between explainers", agreement(data, sink)),
@@ -102,7 +130,7 @@ def build_report(out: Path, suite: str | None = None, plugin_files: tuple[str, .
     title = f"xaibench report: {', '.join(suites)}" if suites else "xaibench report"
     dest = out / "report" / "report.html"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(page(title, meta, tables, sections, data.notes), encoding="utf-8")
+    dest.write_text(page(title, meta, tables_html, sections, data.notes), encoding="utf-8")
     figures_index(sink.folder, sections)
     if publish is not None:
         publish_figures(sections, Path(publish), command or f"xaibench report --out {out}")

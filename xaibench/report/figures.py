@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..leaderboard.sweeps import COST_COLUMNS  # noqa: E402
 from .data import Curve, ReportData, curves_in, matrices_in, model_options, sweeps  # noqa: E402
 
 MAX_PANELS = 12
@@ -270,7 +271,7 @@ def sweep_curves(data: ReportData, sink: Sink, kind: str) -> list[Fig]:
     """Metric means over a swept option, one line per explainer (positive-control strength
     for datasets, poison rate for attacks)."""
     figs = []
-    v = data.values[~data.values["name"].str.contains("seconds", na=False)]
+    v = data.values[~data.values["name"].isin(COST_COLUMNS)]
     other = "attack" if kind == "dataset" else "dataset"
     for name, option, members in sweeps(data, kind):
         sub = v[v[kind].isin(members)].copy()
