@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
 
 
 def brain_masks(images: torch.Tensor, named_masks: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -30,42 +29,66 @@ def brain_masks(images: torch.Tensor, named_masks: Mapping[str, torch.Tensor] | 
     return torch.where(empty.view(-1, 1, 1), torch.ones_like(b), b)
 
 
-def _transforms(mask: torch.Tensor) -> list[torch.Tensor]:
-    """The mask's 8 rotations/flips, each cropped to its bounding box."""
-    rows, cols = torch.nonzero(mask.any(1)).flatten(), torch.nonzero(mask.any(0)).flatten()
-    box = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    out = []
-    for flip in (False, True):
-        m = box.flip(1) if flip else box
-        out += [torch.rot90(m, k) for k in range(4)]
-    return out
+def _shift(v: torch.Tensor, dr: torch.Tensor, dc: torch.Tensor) -> torch.Tensor:
+    """``v`` (…×H×W) with out[…, y, x] = v[…, y + dr, x + dc] (False outside)."""
+    h, w = v.shape[-2:]
+    ys = torch.arange(h, device=v.device) + dr.unsqueeze(-1)  # …×H
+    xs = torch.arange(w, device=v.device) + dc.unsqueeze(-1)  # …×W
+    oky, okx = (ys >= 0) & (ys < h), (xs >= 0) & (xs < w)
+    g = v.gather(-2, ys.clamp(0, h - 1).unsqueeze(-1).expand(*v.shape))
+    g = g.gather(-1, xs.clamp(0, w - 1).unsqueeze(-2).expand(*v.shape))
+    return g & oky.unsqueeze(-1) & okx.unsqueeze(-2)
 
 
-def _placements(mask: torch.Tensor, brain: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Kernels and the (kernel, row, col) of every placement that fits the brain best."""
-    h, w = brain.shape
-    kernels = [k for k in _transforms(mask) if k.shape[0] <= h and k.shape[1] <= w]
-    area = float(mask.sum())
-    fits = [F.conv2d(brain.float().view(1, 1, h, w), k.float().view(1, 1, *k.shape))[0, 0] for k in kernels]
-    best = min(area, max(float(f.max()) for f in fits))
-    cand = []
-    for j, f in enumerate(fits):
-        rc = torch.nonzero(f >= best - 0.5)
-        cand.append(torch.cat([torch.full((len(rc), 1), j, device=rc.device), rc], 1))
-    return kernels, torch.cat(cand)
+def _kernels(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each mask's rotations/flips moved to the top-left corner: N×T×H×W, and the height
+    and width (N×T) of their bounding boxes. T = 8 for square images, else the 4 that
+    keep the image's shape."""
+    h, w = masks.shape[-2:]
+    ks = range(4) if h == w else (0, 2)
+    v = torch.stack([torch.rot90(m, k, (1, 2)) for m in (masks, masks.flip(2)) for k in ks], 1)
+    rows, cols = v.any(3), v.any(2)
+    r0, c0 = rows.int().argmax(2), cols.int().argmax(2)
+    kh = h - r0 - rows.flip(2).int().argmax(2)
+    kw = w - c0 - cols.flip(2).int().argmax(2)
+    empty = ~rows.any(2)
+    return _shift(v, r0, c0), torch.where(empty, 0, kh).cpu(), torch.where(empty, 0, kw).cpu()
 
 
-def random_placements(masks: torch.Tensor, brain: torch.Tensor, draws: int, generator: torch.Generator) -> torch.Tensor:
-    """N×draws×H×W: each mask moved ``draws`` times to a random place in its brain
-    (``generator`` is a CPU generator, so the draws are the same on every device)."""
+def _overlap(img: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """N×T×H×W: pixels of ``img`` (N×H×W) under each kernel placed with its corner at
+    (r, c). Circular FFT correlation, exact (no wrap-around) wherever the kernel fits."""
+    h, w = img.shape[-2:]
+    fi = torch.fft.rfft2(img.float())  # counts ≤ H·W: float32 error is far below the 0.5 rounding
+    fk = torch.fft.rfft2(kernels.float())
+    return torch.fft.irfft2(fi.unsqueeze(1) * fk.conj(), s=(h, w)).round()
+
+
+def random_placements(masks: torch.Tensor, brain: torch.Tensor, draws: int, generator: torch.Generator,
+                      avoid: torch.Tensor | None = None) -> torch.Tensor:
+    """N×draws×H×W: each mask moved ``draws`` times to a random place in its brain — among
+    the placements that fit best, those missing ``avoid`` (N×H×W) if any do; all equally
+    likely (``generator`` is a CPU generator, so the draws are the same on every device)."""
     n, h, w = masks.shape
-    out = torch.zeros(n, draws, h, w, dtype=torch.bool, device=masks.device)
-    for i in range(n):
-        if not bool(masks[i].any()):
-            continue
-        kernels, cand = _placements(masks[i], brain[i])
-        pick = torch.randint(len(cand), (draws,), generator=generator)
-        for d, c in enumerate(cand[pick.to(cand.device)].tolist()):
-            k = kernels[c[0]]
-            out[i, d, c[1]:c[1] + k.shape[0], c[2]:c[2] + k.shape[1]] = k
-    return out
+    dev = masks.device
+    kern, kh, kw = _kernels(masks.bool())
+    area = masks.flatten(1).sum(1).double().view(n, 1, 1, 1)
+    rr, cc = torch.arange(h).view(1, 1, h, 1), torch.arange(w).view(1, 1, 1, w)
+    inside = ((rr <= h - kh.view(n, -1, 1, 1)) & (cc <= w - kw.view(n, -1, 1, 1)) & (kh.view(n, -1, 1, 1) > 0)).to(dev)
+    fit = torch.where(inside, _overlap(brain.bool(), kern), torch.tensor(-1.0))
+    best = torch.minimum(area, fit.flatten(1).amax(1).view(n, 1, 1, 1))
+    ok = inside & (fit >= best - 0.5)
+    if avoid is not None:
+        clear = ok & (_overlap(avoid.bool(), kern) < 0.5)
+        ok = torch.where(clear.flatten(1).any(1).view(n, 1, 1, 1), clear, ok)
+    has = ok.flatten(1).any(1)
+    if not bool(has.any()):
+        return torch.zeros(n, draws, h, w, dtype=torch.bool, device=dev)
+    cs = ok.flatten(1).cumsum(1).cpu()  # the u-th allowed placement, u uniform
+    u = (torch.rand(n, draws, generator=generator, dtype=torch.float64) * cs[:, -1:]).long().clamp_max(
+        (cs[:, -1:] - 1).clamp_min(0))
+    idx = torch.searchsorted(cs, u + 1).clamp_max(cs.shape[1] - 1)
+    t, rem = idx // (h * w), idx % (h * w)
+    chosen = kern[torch.arange(n).view(-1, 1), t.to(dev)]  # N×draws×H×W
+    out = _shift(chosen, -(rem // w).to(dev), -(rem % w).to(dev))
+    return out & has.view(n, 1, 1, 1)
