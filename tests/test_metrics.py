@@ -198,9 +198,9 @@ def test_deletion_and_insertion_rank_the_oracle_above_random_orders():
     model = linear_model(1)
     x = torch.rand(n, 1, H, W, generator=torch.Generator().manual_seed(3))
     black = x.amin(dim=(1, 2, 3), keepdim=True)
-    dele = Deletion(steps=12, draws=3).score(inp(oracle(model, x, black), model=model, x=x))[0]
+    dele = Deletion(steps=12, draws=3, normalise="none").score(inp(oracle(model, x, black), model=model, x=x))[0]
     assert not dele.higher_is_better and dele.values.mean() < dele.chance
-    ins = Insertion(steps=12, draws=3).score(inp(oracle(model, x, gaussian_blur(x, 3.0)), model=model, x=x))[0]
+    ins = Insertion(steps=12, draws=3, normalise="none").score(inp(oracle(model, x, gaussian_blur(x, 3.0)), model=model, x=x))[0]
     assert ins.higher_is_better and ins.values.mean() > ins.chance
     # the curve starts at T(x) and ends at T(canvas)
     spec = Deletion(steps=4)

@@ -44,4 +44,4 @@ class Deletion(CurveSpec):
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("deletion", "AUC of the target as the most attributed pixels are removed (lower is better)",
-                       factory("deletion", Deletion), family="faithfulness")
+                       factory("deletion", Deletion), version="2", family="faithfulness")
