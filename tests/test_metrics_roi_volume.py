@@ -31,7 +31,7 @@ def test_regression_numbers_match_least_squares_and_the_control_stays_null():
     ratio = 1.5 + 0.4 * (vol - vol.mean()) + 0.1 * rng.normal(size=N)
     a = _ratio_maps(roi, ratio) + 0.01 * torch.rand(N, S, S, generator=torch.Generator().manual_seed(0))
     s = {v.name: v for v in ROIVolume(hemispheres=False, scores=["ratio"]).score(_inp(a, roi, meta, named))}
-    cov, names = design(meta, ["age", "site"])
+    cov, names = design(meta, ["age", "site"], N)
     assert names == ["age", "site=B", "site=C"]
     x = np.column_stack([np.ones(N), cov])
     e = (a * roi).flatten(1).sum(1).double().numpy() / roi.flatten(1).sum(1).numpy() / a.flatten(1).mean(1).double().numpy()

@@ -37,7 +37,7 @@ def covariate_columns(meta: Mapping[str, np.ndarray], n: int, exclude: Sequence[
     return sorted(out)
 
 
-def design(meta: Mapping[str, np.ndarray], columns: Sequence[str],
+def design(meta: Mapping[str, np.ndarray], columns: Sequence[str], n: int,
            categorical: Sequence[str] = ()) -> tuple[np.ndarray, list[str]]:
     """N×K covariate matrix (no intercept) and its column names: numeric columns as they
     are, categorical ones (strings, or listed in ``categorical``) one-hot without their
@@ -54,7 +54,6 @@ def design(meta: Mapping[str, np.ndarray], columns: Sequence[str],
         else:
             cols.append(v.astype(float))
             names.append(c)
-    n = len(np.asarray(meta[columns[0]])) if columns else 0
     return (np.column_stack(cols) if cols else np.zeros((n, 0))), names
 
 

@@ -139,7 +139,7 @@ class ROIVolume:
         n = a.shape[0]
         regions = self._regions(inp, meta, n)
         covs = self._covariates(meta, n)
-        cov, cov_names = design(meta, covs, tuple(self.categorical or ()))
+        cov, cov_names = design(meta, covs, n, tuple(self.categorical or ()))
         seed = int(inp.context.seed) * 1_000_003 + self.seed
         brain = brain_masks(inp.images, inp.named_masks).to(a.device)
         gen = torch.Generator().manual_seed(seed)
