@@ -54,14 +54,14 @@ CONTROLS = ("matched", "scattered")
 class DeltaT:
     q: Any = (0.01, 0.05, 0.1, 0.2)
     draws: int = 8
-    control: str = "matched"
-    mask: str | None = None
-    control_mask: str | None = None
-    min_confidence: float | None = None
     filler: str = "mean"
     blur_sigma: float = 3.0
     road_noise: float = 0.01
     absolute: bool = False
+    control: str = "matched"
+    mask: str | None = None
+    control_mask: str | None = None
+    min_confidence: float | None = None
     seed: int = 0
     scope: str = "explanation"
 
