@@ -115,3 +115,13 @@ def test_roi_removal_control_mask_and_confident_images(smooth_images):
         DeltaT(control_mask="brain")
     with pytest.raises(XaibenchError, match="min_confidence"):
         DeltaT(min_confidence=1.5)
+
+
+def test_a_set_that_fits_only_where_it_is_gets_a_different_control():
+    brain = torch.zeros(1, H, W, dtype=torch.bool)
+    brain[0, 4:20, 4:20] = True
+    g = torch.Generator().manual_seed(3)
+    speckle = brain & (torch.rand(1, H, W, generator=g) < 0.3)  # spans the whole brain
+    out = random_placements(speckle, brain, 20, g)
+    assert (out.flatten(2).sum(2) == speckle.sum()).all()
+    assert not any(torch.equal(o, speckle[0]) for o in out[0])

@@ -7,7 +7,9 @@ CNN's output by different amounts, so a scattered control favours explainers who
 sets have one shape over another. Here the region keeps its exact shape: one of the 8
 right-angle rotations/flips of the mask is moved to a uniformly random position at which
 it lies inside the brain (every placement that fits, or — when none fits entirely — the
-placements that fit best, equally likely).
+placements that fit best, equally likely). A placement that reproduces the set itself (a
+scattered top-q set spanning the brain may fit nowhere else) is excluded unless it is the
+only one, so the control is never the tested set.
 
 The brain is ``named_masks["brain"]`` when the dataset gives it, else the image's nonzero
 pixels (the whole image if it has none).
@@ -75,6 +77,10 @@ def random_placements(masks: torch.Tensor, brain: torch.Tensor, draws: int, gene
     area = masks.flatten(1).sum(1).double().view(n, 1, 1, 1)
     rr, cc = torch.arange(h).view(1, 1, h, 1), torch.arange(w).view(1, 1, 1, w)
     inside = ((rr <= h - kh.view(n, -1, 1, 1)) & (cc <= w - kw.view(n, -1, 1, 1)) & (kh.view(n, -1, 1, 1) > 0)).to(dev)
+    # the set itself is no control: placements that reproduce it are out (unless nothing else fits)
+    same = _overlap(masks.bool(), kern) >= area - 0.5
+    other = inside & ~same
+    inside = torch.where(other.flatten(1).any(1).view(n, 1, 1, 1), other, inside)
     fit = torch.where(inside, _overlap(brain.bool(), kern), torch.tensor(-1.0))
     best = torch.minimum(area, fit.flatten(1).amax(1).view(n, 1, 1, 1))
     ok = inside & (fit >= best - 0.5)
@@ -89,6 +95,6 @@ def random_placements(masks: torch.Tensor, brain: torch.Tensor, draws: int, gene
         (cs[:, -1:] - 1).clamp_min(0))
     idx = torch.searchsorted(cs, u + 1).clamp_max(cs.shape[1] - 1)
     t, rem = idx // (h * w), idx % (h * w)
-    chosen = kern[torch.arange(n).view(-1, 1), t.to(dev)]  # N×draws×H×W
+    chosen = kern[torch.arange(n, device=dev).view(-1, 1), t.to(dev)]  # N×draws×H×W
     out = _shift(chosen, -(rem // w).to(dev), -(rem % w).to(dev))
     return out & has.view(n, 1, 1, 1)

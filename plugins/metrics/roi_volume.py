@@ -72,7 +72,7 @@ def region_scores(a: torch.Tensor, m: torch.Tensor, mode: str, kind: str) -> np.
     return out
 
 
-def _names(ok: Any) -> bool:
+def _str_list(ok: Any) -> bool:
     return ok is None or (isinstance(ok, (list, tuple)) and all(isinstance(c, str) for c in ok))
 
 
@@ -95,9 +95,9 @@ class ROIVolume:
         check(self.mode in MODES, "roi-volume", "mode", " | ".join(MODES), self.mode)
         check(isinstance(self.permutations, int) and self.permutations >= 1000, "roi-volume", "permutations",
               "an integer >= 1000", self.permutations)
-        check(_names(self.covariates), "roi-volume", "covariates", "omitted (all meta columns) or " + STR_LIST,
+        check(_str_list(self.covariates), "roi-volume", "covariates", "omitted (all meta columns) or " + STR_LIST,
               self.covariates)
-        check(_names(self.categorical), "roi-volume", "categorical", STR_LIST, self.categorical)
+        check(_str_list(self.categorical), "roi-volume", "categorical", STR_LIST, self.categorical)
 
     def _covariates(self, meta: dict[str, np.ndarray], n: int) -> list[str]:
         if self.covariates is None:
