@@ -109,8 +109,8 @@ def one_pass(setup) -> None:
 
 FAITHFUL = {
     "delta-t": (DeltaT(), lambda n: n * (1 + 4 * 9)),
-    "deletion": (Deletion(), lambda n: n * 21),
-    "insertion": (Insertion(), lambda n: n * 21),
+    "deletion": (Deletion(draws=0), lambda n: n * 21),
+    "insertion": (Insertion(draws=0), lambda n: n * 21),
     "road": (ROAD(), lambda n: n * 19),
     "delta-t (road filler)": (DeltaT(filler="road"), lambda n: n * (1 + 4 * 9)),
 }
@@ -178,8 +178,8 @@ def _region_perturbation(setup):
 
 
 FAITH_Q = {
-    "PixelFlipping": (_pixel_flipping, Deletion(units_per_step=64, filler="black")),
-    "RegionPerturbation": (_region_perturbation, Deletion(patch=8, units_per_step=1, filler="black")),
+    "PixelFlipping": (_pixel_flipping, Deletion(units_per_step=64, filler="black", draws=0)),
+    "RegionPerturbation": (_region_perturbation, Deletion(patch=8, units_per_step=1, filler="black", draws=0)),
 }
 
 

@@ -29,7 +29,6 @@ from xaibench_plugins.metrics.pointing_game import PointingGame
 from xaibench_plugins.metrics.randomization import Randomization
 from xaibench_plugins.metrics.rank_accuracy import RankAccuracy
 from xaibench_plugins.metrics.road import ROAD
-from xaibench_plugins.metrics.roi_volume import ROIVolume
 from xaibench_plugins.metrics.seed_stability import SeedStability
 
 H = W = 24
@@ -199,9 +198,9 @@ def test_deletion_and_insertion_rank_the_oracle_above_random_orders():
     model = linear_model(1)
     x = torch.rand(n, 1, H, W, generator=torch.Generator().manual_seed(3))
     black = x.amin(dim=(1, 2, 3), keepdim=True)
-    dele = Deletion(steps=12, draws=3).score(inp(oracle(model, x, black), model=model, x=x))[0]
+    dele = Deletion(steps=12, draws=3, normalise="none").score(inp(oracle(model, x, black), model=model, x=x))[0]
     assert not dele.higher_is_better and dele.values.mean() < dele.chance
-    ins = Insertion(steps=12, draws=3).score(inp(oracle(model, x, gaussian_blur(x, 3.0)), model=model, x=x))[0]
+    ins = Insertion(steps=12, draws=3, normalise="none").score(inp(oracle(model, x, gaussian_blur(x, 3.0)), model=model, x=x))[0]
     assert ins.higher_is_better and ins.values.mean() > ins.chance
     # the curve starts at T(x) and ends at T(canvas)
     spec = Deletion(steps=4)
@@ -325,30 +324,7 @@ def test_group_statistic_p_values():
     assert s["group-statistic"].values[0] > s["group-statistic"].chance and s["group-statistic-z"].values[0] > 5
 
 
-def test_roi_volume_correlations():
-    n = 60
-    rng = np.random.default_rng(1)
-    masks = rect_masks(n, 2)
-    share = rng.uniform(0.1, 0.9, n)
-    age = rng.normal(size=n)
-    vol = 2 * share + age + 0.3 * rng.normal(size=n)
-    area = masks.flatten(1).sum(1).numpy()
-    inside = torch.as_tensor(share / area).float().view(n, 1, 1)
-    outside = torch.as_tensor((1 - share) / (P - area)).float().view(n, 1, 1)
-    a = torch.where(masks, inside, outside)
-    meta = {"hippocampal_volume": vol, "age": age, "subject_id": np.arange(n), "site": np.ones(n)}
-    s = {v.name: v.values[0] for v in ROIVolume().score(inp(a, masks, meta=meta))}
-    r = lambda u, v: np.corrcoef(u, v)[0, 1]
-    rxy, rxz, ryz = r(share, vol), r(share, age), r(vol, age)
-    assert s["roi-volume-pearson"] == pytest.approx(rxy, abs=1e-5)
-    assert s["roi-volume-spearman"] == pytest.approx(spearmanr(share, vol)[0], abs=1e-6)
-    assert s["roi-volume-partial"] == pytest.approx((rxy - rxz * ryz) / math.sqrt((1 - rxz ** 2) * (1 - ryz ** 2)),
-                                                    abs=1e-5)
-    assert s["roi-volume-p"] < 0.01
-    with pytest.raises(XaibenchError, match="hippocampal_volume"):
-        ROIVolume().score(inp(a, masks, meta={"age": age}))
-    with pytest.raises(XaibenchError, match="covariates"):
-        ROIVolume(covariates=["icv"]).score(inp(a, masks, meta=meta))
+# roi-volume: tests/test_metrics_roi_volume.py and tests/test_calibration_roi_volume.py
 
 
 # --------------------------------------------------------------------------- registry and options

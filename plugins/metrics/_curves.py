@@ -16,10 +16,11 @@ import torch
 
 from xaibench.contracts import MetricInput, Score
 
-from ._common import check, check_maps
+from ._common import check, check_maps, nanmean
 from ._perturb import Filler, ProbabilityTarget, ordered_units, random_ranks, removal_scores
 
 OUTPUTS = ("target", "probability")
+NORMALISE = ("clean", "none")
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class CurveSpec:
     road_noise: float = 0.01
     output: str = "target"
     absolute: bool = False
-    draws: int = 0
+    draws: int = 3
+    normalise: str = "clean"
     seed: int = 0
 
     def check(self, metric: str) -> Filler:
@@ -45,6 +47,7 @@ class CurveSpec:
         check(ok, metric, "units_per_step", "omitted (from steps) or an integer >= 1", self.units_per_step)
         check(self.output in OUTPUTS, metric, "output", " | ".join(OUTPUTS), self.output)
         check(isinstance(self.draws, int) and self.draws >= 0, metric, "draws", "an integer >= 0", self.draws)
+        check(self.normalise in NORMALISE, metric, "normalise", " | ".join(NORMALISE), self.normalise)
         return Filler.make(metric, self.filler, self.blur_sigma, self.road_noise)
 
     def counts(self, n_units: int) -> list[int]:
@@ -90,13 +93,26 @@ def auc(curve: np.ndarray, frac: np.ndarray) -> np.ndarray:
     return np.trapezoid(curve, frac, axis=-1)
 
 
+def by_clean(t: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """Curves (N×…×S) divided by each image's clean score; NaN where it is not positive
+    (a ratio to a non-positive score has no meaning: undefined for that image)."""
+    ok = clean > 0
+    scale = np.where(ok, clean, np.nan).reshape(-1, *([1] * (t.ndim - 1)))
+    return t / scale
+
+
 def curve_scores(name: str, inp: MetricInput, spec: CurveSpec, filler: Filler, insertion: bool,
                  higher_is_better: bool, canvas: torch.Tensor | None = None) -> list[Score]:
     c, frac, rnd = curves(inp, spec, filler, insertion, canvas)
+    clean = c[:, -1] if insertion else c[:, 0]  # T(x): everything inserted / nothing removed
+    if spec.normalise == "clean":
+        c = by_clean(c, clean)
+        rnd = by_clean(rnd, clean) if rnd is not None else None
     vals = auc(c, frac)
-    chance = float(np.mean(auc(rnd, frac))) if rnd is not None else None
-    extra: dict[str, Any] = {"fraction": frac.tolist(), "curve": c.mean(0).tolist(), "output": spec.output,
-                             "filler": spec.filler, "patch": spec.patch}
+    chance = float(nanmean(auc(rnd, frac))) if rnd is not None else None
+    extra: dict[str, Any] = {"fraction": frac.tolist(), "curve": nanmean(c, 0).tolist(), "output": spec.output,
+                             "filler": spec.filler, "patch": spec.patch, "normalise": spec.normalise,
+                             "n": int(len(vals)), "n_nan": int(np.isnan(vals).sum())}
     if rnd is not None:
-        extra["random_curve"] = rnd.mean((0, 1)).tolist()
+        extra["random_curve"] = nanmean(rnd, (0, 1)).tolist()
     return [Score(name, vals, higher_is_better, chance=chance, extra=extra)]

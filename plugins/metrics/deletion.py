@@ -10,10 +10,13 @@ Options: ``steps`` (curve points after 0, default 20) or ``units_per_step``; ``p
 (pixels per unit side, default 1); ``filler`` (default ``black``: the image minimum, as
 RISE's zeros on [0, 1] images and Quantus' "black"); ``output`` = ``target`` (T, default)
 or ``probability`` (softmax of the explained class, as RISE); ``absolute``; ``draws`` —
-random removal orders whose mean AUC is reported as the chance level (default 0: no
-chance level, no extra passes).
+random removal orders whose mean AUC is the chance level a random map reaches (default 3;
+0: no chance level, no extra passes); ``normalise`` — ``clean`` (default) or ``none``.
 
-The value is the trapezoidal AUC of T over the removed fraction in [0, 1], per image.
+The value is the trapezoidal AUC over the removed fraction in [0, 1] of T divided by the
+image's clean score T(x) (version 2: images with large and small logits weigh alike; NaN,
+counted in ``extra["n_nan"]``, where T(x) ≤ 0 and the ratio means nothing), or of T itself
+with ``normalise = "none"`` (version 1).
 """
 from __future__ import annotations
 
@@ -44,4 +47,4 @@ class Deletion(CurveSpec):
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("deletion", "AUC of the target as the most attributed pixels are removed (lower is better)",
-                       factory("deletion", Deletion), family="faithfulness")
+                       factory("deletion", Deletion), version="2", family="faithfulness")

@@ -36,4 +36,4 @@ class Insertion(CurveSpec):
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("insertion", "AUC of the target as the most attributed pixels are inserted (higher is better)",
-                       factory("insertion", Insertion), family="faithfulness")
+                       factory("insertion", Insertion), version="2", family="faithfulness")

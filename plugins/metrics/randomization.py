@@ -18,9 +18,13 @@ the same randomised weights as Quantus), without touching the caller's random st
 ``baseline_draws`` (default 5).
 
 Scores: ``randomization`` — per image, the similarity to the fully randomised model's map
-(lower is better; chance 0 for Spearman); ``randomization-pass`` — 1 if the mean curve
-falls below the baseline at some layer, else 0. ``extra``: the curve (mean similarity per
-randomised layer), the baseline and the first layer below it.
+(lower is better; chance 0 for Spearman), NaN where it is undefined (a constant map has
+no ranking: Grad-CAM of a randomised model is often all zero) — kept as NaN, not dropped,
+so the store and the tables count it; ``randomization-nan`` — per image 1 where that
+similarity is undefined (its mean is the undefined share); ``randomization-pass`` — 1 if
+the mean curve falls below the baseline at some layer, else 0. ``extra``: the curve (mean
+similarity per randomised layer over the images where it is defined), the baseline, the
+first layer below it, ``n``, ``n_nan`` and ``n_nan_per_layer``.
 """
 from __future__ import annotations
 
@@ -120,14 +124,18 @@ class Randomization:
                                     int(inp.context.seed) + self.seed)
         curve = nanmean(sims, 0)
         below = [lab for lab, v in zip(labels, curve) if v < base]
+        undefined = np.isnan(sims[:, -1])
         extra = {"layers": labels, "curve": curve.tolist(), "baseline": base, "similarity": self.similarity,
-                 "degraded_at": below[0] if below else None}
+                 "degraded_at": below[0] if below else None, "n": int(len(undefined)),
+                 "n_nan": int(undefined.sum()), "n_nan_per_layer": np.isnan(sims).sum(0).astype(int).tolist()}
         return [Score("randomization", sims[:, -1], False, chance=0.0 if self.similarity == "spearman" else None,
                       extra=extra),
+                Score("randomization-nan", undefined.astype(float), False, chance=None,
+                      extra={"n": extra["n"], "n_nan": extra["n_nan"]}),
                 Score("randomization-pass", np.array([1.0 if below else 0.0]), True)]
 
 
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("randomization", "cascading parameter randomisation: do maps degrade below random pairs?",
-                       factory("randomization", Randomization), family="sanity")
+                       factory("randomization", Randomization), version="2", family="sanity")
