@@ -11,10 +11,10 @@ import re
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
 # labels may carry a sweep tag such as ``explanation-backdoor[poison_rate=0.01]`` or
 # ``region=[0, 12, 4, 20]``: brackets, = , : % ( ) and spaces, but nothing that is markup or a path
-_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+\-=,:%()\[\] ]{0,199}")
+_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+\-=,:%@()\[\] ]{0,199}")
 
 NAME_RULE = "letters, digits and _ . + - (starting with a letter or digit, no '..')"
-LABEL_RULE = "letters, digits, spaces and _ . + - = , : % ( ) [ ] (starting with a letter, digit or _)"
+LABEL_RULE = "letters, digits, spaces and _ . + - = , : % @ ( ) [ ] (starting with a letter, digit or _)"
 
 
 def bad_name(name: object) -> str | None:
