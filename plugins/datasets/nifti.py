@@ -32,14 +32,17 @@ from xaibench.contracts import DatasetSplits, ImageSet
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import DatasetRecord
 
+from ._nifti_arrays import PAIRINGS, read_arrays
+from ._nifti_build import from_arrays, from_volumes
 from ._nifti_cache import cache_key, load_cached, save_atomic, subject_split
-from ._nifti_source import Source, read_arrays, read_manifest
-from ._nifti_volume import PLANE_AXIS, cut, in_plane_spacing, read_mask, read_volume, resize, slice_indices, window
+from ._nifti_fov import MIDLINES
+from ._nifti_source import Source, read_manifest
+from ._nifti_volume import PLANE_AXIS
 
 PATH_OPTION = "manifest"
 """The option that ``--dataset nifti:PATH`` sets to PATH."""
 
-VERSION = "1"  # enters the cache key: bump when preprocessing changes
+VERSION = "2"  # enters the cache key: bump when preprocessing changes
 NORMALISE = ("zscore-brain", "minmax", "none")
 
 
@@ -67,6 +70,13 @@ class NiftiOptions:
     mask_resample: str = "nearest"
     mode: str = "2d"
     roi_name: str = "roi"
+    crop_mm: float | tuple[float, float] | None = None
+    crop_center: str | tuple[float, float, float] = "roi-centroid"
+    hemisphere_labels: Mapping[str, tuple[int, ...]] | None = None
+    midline: str | float = "brain-centroid"
+    pairing: str = "none"
+    subject_ids: Mapping[str, str] | None = None
+    covariates: str | None = None
 
     def __post_init__(self) -> None:  # noqa: C901 - one check per option
         put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -114,6 +124,56 @@ class NiftiOptions:
         if self.mode != "2d":
             raise _bad("mode", self.mode, "only \"2d\" is supported: the explainers and metrics take "
                                           "N×1×H×W slices (a 3-D mode is not implemented)")
+        _check_fov(self, put)
+        _check_arrays(self)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_fov(o: "NiftiOptions", put) -> None:
+    """crop_mm, crop_center, hemisphere_labels, midline."""
+    if o.crop_mm is not None:
+        c = (o.crop_mm, o.crop_mm) if _number(o.crop_mm) else o.crop_mm
+        if not (isinstance(c, (list, tuple)) and len(c) == 2 and all(_number(x) and x > 0 for x in c)):
+            raise _bad("crop_mm", o.crop_mm, "give a box size in mm, e.g. 104 or [104, 104] (rows, columns)")
+        if o.arrays is not None:
+            raise _bad("crop_mm", o.crop_mm, "cropping in mm needs voxel sizes: it applies to manifest scans, "
+                                            "not arrays (crop the arrays before saving them)")
+        put("crop_mm", (float(c[0]), float(c[1])))
+    cc = o.crop_center
+    if cc != "roi-centroid":
+        if not (isinstance(cc, (list, tuple)) and len(cc) == 3 and all(map(_number, cc))):
+            raise _bad("crop_center", cc, "\"roi-centroid\" or [x, y, z] in RAS (scanner or MNI) mm")
+        put("crop_center", tuple(float(x) for x in cc))
+    hl = o.hemisphere_labels
+    if hl is not None:
+        ok = isinstance(hl, Mapping) and set(hl) == {"left", "right"}
+        sides = {k: (v,) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in hl.items()} if ok else {}
+        if not ok or not all(isinstance(v, (list, tuple)) and v and all(isinstance(x, int) for x in v)
+                             for v in sides.values()):
+            raise _bad("hemisphere_labels", hl, "give {left = [17], right = [53]} (label values of the ROI mask)")
+        put("hemisphere_labels", {k: tuple(int(x) for x in v) for k, v in sorted(sides.items())})
+    if o.midline not in MIDLINES and not _number(o.midline):
+        raise _bad("midline", o.midline, f"allowed: {', '.join(MIDLINES)}, or the RAS x of the midline in mm "
+                                         "(0 for MNI space)")
+    if _number(o.midline) and o.arrays is not None:
+        raise _bad("midline", o.midline, "arrays have no coordinates; use brain-centroid or roi-centroid")
+
+
+def _check_arrays(o: "NiftiOptions") -> None:
+    """pairing, subject_ids, covariates (array format only)."""
+    if o.pairing not in PAIRINGS:
+        raise _bad("pairing", o.pairing, "allowed: none, index (image i of group B derived from image i of A)")
+    for name in ("subject_ids", "covariates"):
+        if getattr(o, name) is not None and o.arrays is None:
+            raise _bad(name, getattr(o, name), "applies to arrays; a manifest has subject_id and covariate columns")
+    if o.pairing != "none" and o.arrays is None:
+        raise _bad("pairing", o.pairing, "applies to arrays; in a manifest give paired scans one subject_id")
+    if o.subject_ids is not None and not isinstance(o.subject_ids, Mapping):
+        raise _bad("subject_ids", o.subject_ids, "use a table {A = \"a_ids.txt\", B = \"b_ids.txt\"} "
+                                                 "(one id per line, or a 1-D .npy)")
 
 
 class NiftiDataset:
@@ -126,7 +186,8 @@ class NiftiDataset:
         o = self.o
         if o.manifest is not None:
             return read_manifest(Path(o.manifest).expanduser().resolve(), o.groups), {}, {}
-        return read_arrays(o.arrays, o.mask_arrays, o.groups)
+        return read_arrays(o.arrays, o.mask_arrays, o.groups, pairing=o.pairing, subject_ids=o.subject_ids,
+                           covariates=o.covariates)
 
     def load(self, *, seed: int, cache_dir: Path) -> DatasetSplits:
         o = self.o
@@ -134,84 +195,35 @@ class NiftiDataset:
         if o.slice == "roi-centroid" and not src.has_masks:
             raise _bad("slice", o.slice, "\"roi-centroid\" needs ROI masks (a roi_mask column); use \"center\" "
                                          "or an index")
-        prep = {k: v for k, v in dataclasses.asdict(o).items() if k not in ("split", "roi_name")}
+        prep = {k: v for k, v in dataclasses.asdict(o).items() 
+                if k not in ("split", "roi_name", "pairing", "subject_ids", "covariates")}
         key = cache_key({"version": VERSION, "digest": src.digest, "options": prep}, src.files)
         path = Path(cache_dir) / f"nifti-{key[:24]}.npz"
         data = load_cached(path)
         if data is None:
-            data = _from_arrays(src, arrays, mask_arrays, o) if arrays else _from_volumes(src, o)
+            data = from_arrays(src, arrays, mask_arrays, o) if arrays else from_volumes(src, o)
             save_atomic(path, data)
         return _splits(src, data, o, seed)
 
 
-def _warn_nonbinary(files: list[str], o: NiftiOptions) -> None:
-    if files:
-        warnings.warn(f"dataset nifti: {len(files)} ROI mask(s) are not binary (e.g. {files[0]}); "
-                      f"thresholded at values >= {o.mask_threshold} (set mask_threshold, or mask_labels "
-                      "for label maps)", UserWarning, stacklevel=3)
+def _meta(src: Source, data: Mapping[str, np.ndarray], o: NiftiOptions) -> dict[str, np.ndarray]:
+    row = data["row"]
+    meta = {k: np.asarray(v)[row] for k, v in src.covariates.items()}
+    if src.has_masks and np.isfinite(data["roi_mm3"]).any():
+        meta["roi_volume_mm3"] = data["roi_mm3"][row]
+        if np.isfinite(data["left_mm3"]).any():  # per side: known for scans (voxel sizes), not arrays
+            meta["roi_volume_mm3_left"] = data["left_mm3"][row]
+            meta["roi_volume_mm3_right"] = data["right_mm3"][row]
+    if o.manifest is not None:
+        meta["slice_index"] = data["slice"]  # voxel index along the plane's axis (RAS grid)
+    return meta
 
 
-def _pack(images: list, masks: list, rows: list, roi_mm3: np.ndarray,
-          slices: list | None = None) -> dict[str, np.ndarray]:
-    return {"images": torch.stack(images).numpy(), "masks": torch.stack(masks).numpy(),
-            "row": np.asarray(rows, dtype=np.int64), "roi_mm3": roi_mm3,
-            "slice": np.asarray(slices if slices is not None else [-1] * len(rows), dtype=np.int64)}
-
-
-def _from_volumes(src: Source, o: NiftiOptions) -> dict[str, np.ndarray]:
-    position = o.slice if o.slice is not None else ("roi-centroid" if src.has_masks else "center")
-    images, masks, rows, nonbinary, slices = [], [], [], [], []
-    roi_mm3 = np.full(len(src.rows), np.nan)
-    for r, row in enumerate(src.rows):
-        vol, img = read_volume(row.image, row.where)
-        zooms = tuple(float(z) for z in np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0)))
-        mask = None
-        if row.mask is not None:
-            mask, nb = read_mask(row.mask, img, row.where, threshold=o.mask_threshold,
-                                 labels=o.mask_labels, resample=o.mask_resample)
-            if nb:
-                nonbinary.append(str(row.mask))
-            roi_mm3[r] = float(mask.sum()) * float(np.prod(zooms))
-        win = window(vol, o.normalise, o.clip_percentiles, row.where)
-        spacing = in_plane_spacing(zooms, o.plane)
-        for i in slice_indices(vol.shape, o.plane, position, o.slices, mask, row.where):
-            t, m = resize(win.apply(cut(vol, o.plane, i)),
-                          None if mask is None else cut(mask, o.plane, i), o.image_size, spacing)
-            images.append(t)
-            masks.append(m)
-            rows.append(r)
-            slices.append(i)
-    _warn_nonbinary(nonbinary, o)
-    return _pack(images, masks, rows, roi_mm3, slices)
-
-
-def _from_arrays(src: Source, arrays: dict, mask_arrays: dict, o: NiftiOptions) -> dict[str, np.ndarray]:
-    images, masks, rows, nonbinary = [], [], [], []
-    for g in src.groups:
-        a = arrays[g]
-        if not np.isfinite(a).all():
-            raise XaibenchError(f"dataset nifti: arrays.{g} has NaN/inf values; fix or replace them first")
-        m = None
-        if g in mask_arrays:
-            raw = np.asarray(mask_arrays[g], dtype=np.float32)
-            if np.any((raw != 0) & (raw != 1)):
-                nonbinary.append(f"mask_arrays.{g}")
-            m = np.isin(np.rint(raw), o.mask_labels) if o.mask_labels else raw >= o.mask_threshold
-            if not m.any():
-                raise XaibenchError(f"dataset nifti: mask_arrays.{g} is empty; give masks that mark the ROI")
-    for r, row in enumerate(src.rows):
-        x = np.asarray(arrays[row.group][row.index], dtype=np.float32)
-        win = window(x, o.normalise, o.clip_percentiles, row.where)
-        mk = None
-        if row.group in mask_arrays:
-            raw = np.asarray(mask_arrays[row.group][row.index], dtype=np.float32)
-            mk = np.isin(np.rint(raw), o.mask_labels) if o.mask_labels else raw >= o.mask_threshold
-        t, mm = resize(win.apply(x), mk, o.image_size)
-        images.append(t)
-        masks.append(mm)
-        rows.append(r)
-    _warn_nonbinary(nonbinary, o)
-    return _pack(images, masks, rows, np.full(len(src.rows), np.nan))
+def _named(src: Source, data: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    named = {"brain": torch.from_numpy(data["brain"])}
+    if src.has_masks:
+        named.update({"roi-left": torch.from_numpy(data["left"]), "roi-right": torch.from_numpy(data["right"])})
+    return named
 
 
 def _splits(src: Source, data: Mapping[str, np.ndarray], o: NiftiOptions, seed: int) -> DatasetSplits:
@@ -219,19 +231,18 @@ def _splits(src: Source, data: Mapping[str, np.ndarray], o: NiftiOptions, seed: 
     label_of = {g: i for i, g in enumerate(src.groups)}
     labels = np.array([label_of[src.rows[r].group] for r in row], dtype=np.int64)
     ids = np.array([src.rows[r].subject for r in row], dtype=object)
-    meta = {k: np.asarray(v)[row] for k, v in src.covariates.items()}
-    if src.has_masks and np.isfinite(data["roi_mm3"]).any():
-        meta["roi_volume_mm3"] = data["roi_mm3"][row]
-    if o.manifest is not None:
-        meta["slice_index"] = data["slice"]  # voxel index along the plane's axis (RAS grid)
+    meta, named = _meta(src, data, o), _named(src, data)
     subjects = {g: sorted({r.subject for r in src.rows if r.group == g}) for g in src.groups}
-    split = subject_split(subjects, o.split, seed)
+    # paired: pair i is one subject in both groups, so split the pairs once (both copies follow)
+    split = subject_split({src.groups[0]: subjects[src.groups[0]]} if o.pairing == "index" else subjects,
+                          o.split, seed)
     images, masks = torch.from_numpy(data["images"]), torch.from_numpy(data["masks"])
     sets, counts = {}, {}
     for name, members in split.items():
         idx = np.flatnonzero(np.isin(ids, members))
         sets[name] = ImageSet(images[idx], torch.from_numpy(labels[idx]), masks[idx],
-                              tuple(ids[idx].tolist()), {k: v[idx] for k, v in meta.items()})
+                              tuple(ids[idx].tolist()), {k: v[idx] for k, v in meta.items()},
+                              {k: v[idx] for k, v in named.items()})
         counts[name] = {g: {"subjects": sum(s in set(members) for s in subjects[g]),
                             "images": int((labels[idx] == label_of[g]).sum())} for g in src.groups}
     empty_roi = int((~masks.flatten(1).any(1)).sum()) if src.has_masks else 0
@@ -241,21 +252,29 @@ def _splits(src: Source, data: Mapping[str, np.ndarray], o: NiftiOptions, seed: 
     card = {
         "source": "arrays" if o.arrays is not None else "manifest",
         "manifest": src.name, "source_sha256": src.digest,
-        "groups": {g: label_of[g] for g in src.groups},
+        "groups": {g: label_of[g] for g in src.groups}, "pairing": o.pairing,
         "split_seed": seed, "split_fractions": list(o.split), "split": split, "counts": counts,
         "scans": len(src.rows), "rows_of_other_groups_dropped": src.dropped,
         "images_with_empty_roi": empty_roi,
         "covariate_codes": {k: dict(v) for k, v in src.codes.items()},
-        "preprocessing": {"plane": o.plane, "orientation": "RAS (closest canonical), neurological display",
-                          "slice": o.slice if o.slice is not None else
-                          ("roi-centroid" if src.has_masks else "center"),
-                          "slices": o.slices, "image_size": o.image_size, "normalise": o.normalise,
-                          "clip_percentiles": list(o.clip_percentiles), "mask_threshold": o.mask_threshold,
-                          "mask_labels": list(o.mask_labels) if o.mask_labels else None,
-                          "mask_resample": o.mask_resample, "version": VERSION},
+        "masks": ["roi", *sorted(named)] if src.has_masks else sorted(named),
+        "preprocessing": _preprocessing(src, o),
     }
     return DatasetSplits(f"nifti:{src.name}", sets["train"], sets["val"], sets["test"],
                          groups=src.groups, roi_name=o.roi_name, card=card)
+
+
+def _preprocessing(src: Source, o: NiftiOptions) -> dict[str, Any]:
+    return {"plane": o.plane, "orientation": "RAS (closest canonical), neurological display",
+            "slice": o.slice if o.slice is not None else ("roi-centroid" if src.has_masks else "center"),
+            "slices": o.slices, "image_size": o.image_size, "normalise": o.normalise,
+            "clip_percentiles": list(o.clip_percentiles), "mask_threshold": o.mask_threshold,
+            "mask_labels": list(o.mask_labels) if o.mask_labels else None,
+            "mask_resample": o.mask_resample, "version": VERSION,
+            "crop_mm": list(o.crop_mm) if o.crop_mm else None,
+            "crop_center": o.crop_center if isinstance(o.crop_center, str) else list(o.crop_center),
+            "hemispheres": ({k: list(v) for k, v in o.hemisphere_labels.items()} if o.hemisphere_labels
+                            else f"split at the midline ({o.midline})")}
 
 
 def make(**options: Any) -> NiftiDataset:
