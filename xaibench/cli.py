@@ -91,20 +91,53 @@ def cmd_run(args) -> int:
     return EXIT_CELLS_FAILED if summary.failed else EXIT_OK
 
 
+# --- listing plugins and their options: list [KIND] [--options] [--markdown], describe NAME ---
 def cmd_list(args) -> int:
+    from .describe import markdown, normalise_kind, option_lines
     from .plugins import KINDS, load
 
     registry = load(args.plugin)
-    kinds = [args.kind] if args.kind else list(KINDS)
+    if args.markdown:
+        print(markdown(registry), end="")
+        return EXIT_OK
+    kinds = [normalise_kind(args.kind)] if args.kind else list(KINDS)
     for kind in kinds:
-        if kind not in KINDS:
-            raise XaibenchError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
         print(f"{kind}s:")
         for name in registry.names(kind):
             rec = registry.records[kind][name]
             print(f"  {name:24s} {rec.description}  [{registry.provider(kind, name)}]")
+            if args.options:
+                for line in option_lines(registry, kind, name):
+                    print(line)
     _warn_failures(registry)
     return EXIT_OK
+
+
+def cmd_describe(args) -> int:
+    from .describe import describe
+    from .plugins import load
+
+    registry = load(args.plugin)
+    spec = f"{args.name[0]}:{args.name[1]}" if len(args.name) == 2 else args.name[0]
+    if len(args.name) > 2:
+        raise XaibenchError("describe: give NAME, KIND:NAME or KIND NAME")
+    print(describe(registry, spec))
+    _warn_failures(registry)
+    return EXIT_OK
+
+
+def _add_list_parsers(sub) -> None:
+    ls = sub.add_parser("list", help="list registered plugins of every kind (--options: with their options)")
+    ls.add_argument("kind", nargs="?", help="explainer(s), metric(s), dataset(s), backbone(s), attack(s) or suite(s)")
+    ls.add_argument("--options", action="store_true", help="also print every plugin's options (type = default, help)")
+    ls.add_argument("--markdown", action="store_true", help="print the options of every plugin as docs/options.md")
+    ls.add_argument("--plugin", action="append", default=[], metavar="FILE")
+    ls.set_defaults(func=cmd_list)
+    ds = sub.add_parser("describe", help="a plugin's description and options (name, type, default, help)")
+    ds.add_argument("name", nargs="+", metavar="NAME", help="plugin name, or KIND:NAME / KIND NAME if ambiguous")
+    ds.add_argument("--plugin", action="append", default=[], metavar="FILE")
+    ds.set_defaults(func=cmd_describe)
+# --- end of listing
 
 
 def cmd_leaderboard(args) -> int:
@@ -193,10 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--max-parallel", type=int, help="slurm: jobs of one stage running at once")
     r.set_defaults(func=cmd_run)
 
-    ls = sub.add_parser("list", help="list registered plugins of every kind")
-    ls.add_argument("kind", nargs="?", help="explainer, metric, dataset, backbone, attack or suite")
-    ls.add_argument("--plugin", action="append", default=[], metavar="FILE")
-    ls.set_defaults(func=cmd_list)
+    _add_list_parsers(sub)
 
     lb = sub.add_parser("leaderboard", help="render the leaderboard of a results folder")
     lb.add_argument("--out", help="results folder")

@@ -41,16 +41,27 @@ STAGES = ("layer1", "layer2", "layer3", "layer4")
 class ResNetBuilder:
     arch: str
     mode: Literal["finetune", "partial", "probe"] = "finetune"
+    """finetune (all layers train), partial (layer4 at lr/10 + head) or probe (frozen encoder, linear head)."""
     weights: str | None = None
+    """Local encoder checkpoint (torchvision, timm, nn.Sequential, lightly, solo-learn, SimCLR, MoCo, BYOL)."""
     key_map: Mapping[str, str] | None = None
+    """Checkpoint key prefixes to rename first, e.g. {"trunk." = ""}, for layouts not found automatically."""
     output_stride: int = 32
+    """32, 16 or 8: dilate the last stages for finer layer maps (8×8 at 64 px with 8)."""
     width: float = 1.0
+    """Channel multiplier (1.0 = the published network; 0.25 keeps CPU runs fast)."""
     dropout: float = 0.0
+    """Dropout before the linear head."""
     lr: float = 3e-4  # from scratch at 1e-3 validation loss swings and early stopping keeps near-chance checkpoints
+    """AdamW learning rate of the head (and of everything in finetune mode)."""
     epochs: int = 30
+    """Maximum training epochs."""
     batch_size: int = 32
+    """Training batch size."""
     patience: int = 5
+    """Early stopping: epochs without a better validation loss."""
     weight_decay: float = 1e-4
+    """AdamW weight decay."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("finetune", "partial", "probe"):

@@ -32,10 +32,10 @@ from xaibench.contracts import DatasetSplits, ImageSet
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import DatasetRecord
 
-from ._nifti_arrays import PAIRINGS, read_arrays
+from ._nifti_arrays import read_arrays
 from ._nifti_build import from_arrays, from_volumes
+from ._nifti_checks import bad_option, check_arrays, check_fov
 from ._nifti_cache import cache_key, load_cached, save_atomic, subject_split
-from ._nifti_fov import MIDLINES
 from ._nifti_source import Source, read_manifest
 from ._nifti_volume import PLANE_AXIS
 
@@ -46,37 +46,56 @@ VERSION = "2"  # enters the cache key: bump when preprocessing changes
 NORMALISE = ("zscore-brain", "minmax", "none")
 
 
-def _bad(option: str, value: Any, allowed: str) -> XaibenchError:
-    return XaibenchError(f"dataset nifti: option {option} = {value!r} is invalid; {allowed}")
-
-
 @dataclass(frozen=True)
 class NiftiOptions:
     """The options of a ``[[datasets]]`` entry ``name = "nifti"`` (see ``docs/datasets.md``)."""
 
     manifest: str | None = None
+    """CSV of scans (subject_id, group, image, optional roi_mask and covariates); or use arrays."""
     arrays: Mapping[str, str] | None = None
+    """The array format: {A = "a.npy", B = "b.npy"}, N×H×W or N×1×H×W slices per group."""
     mask_arrays: Mapping[str, str] | None = None
+    """ROI masks for arrays, one .npy per group with the images' shape."""
     groups: tuple[str, str] | None = None
+    """Two group names: label order (first = 0) and which groups to keep."""
     plane: str = "coronal"
-    slice: str | int | None = None  # "roi-centroid" (default with masks) | "center" | index
+    """Slice plane: coronal, axial or sagittal."""
+    slice: str | int | None = None
+    """roi-centroid (default with masks), center (default without) or a voxel index."""
     slices: int = 1
+    """Neighbouring slices per scan, each its own image of the same subject."""
     image_size: int = 64
+    """Side of the square output images in pixels."""
     clip_percentiles: tuple[float, float] = (1.0, 99.0)
+    """Brain intensity percentiles clipped before normalising."""
     normalise: str = "zscore-brain"
+    """zscore-brain, minmax or none (values already in [0, 1])."""
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    """Train/val/test fractions of each group's subjects."""
     mask_threshold: float = 0.5
+    """ROI mask voxels >= this value are inside."""
     mask_labels: tuple[int, ...] | None = None
+    """Label values of a label-map ROI mask, e.g. [17, 53]."""
     mask_resample: str = "nearest"
+    """nearest (resample masks on another grid) or never (refuse them)."""
     mode: str = "2d"
+    """Only 2d: explainers and metrics take 2-D slices."""
     roi_name: str = "roi"
+    """The ROI's name in tables, e.g. hippocampus."""
     crop_mm: float | tuple[float, float] | None = None
+    """Field of view: a box of this size in mm (or [rows, columns]) cut before resizing."""
     crop_center: str | tuple[float, float, float] = "roi-centroid"
+    """Centre of the crop: roi-centroid (per scan) or [x, y, z] in RAS / MNI mm."""
     hemisphere_labels: Mapping[str, tuple[int, ...]] | None = None
+    """Label values of each side for roi-left / roi-right, e.g. {left = [17], right = [53]}."""
     midline: str | float = "brain-centroid"
+    """Without hemisphere_labels, split the ROI at brain-centroid, roi-centroid or RAS x in mm."""
     pairing: str = "none"
+    """Arrays: index = image i of B is derived from image i of A (pairs stay in one split)."""
     subject_ids: Mapping[str, str] | None = None
+    """Arrays: per-group file of subject ids (one per line, or a 1-D .npy)."""
     covariates: str | None = None
+    """Arrays: CSV with group, index (and optional subject_id) plus covariate columns."""
 
     def __post_init__(self) -> None:  # noqa: C901 - one check per option
         put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -84,96 +103,48 @@ class NiftiOptions:
             raise XaibenchError("dataset nifti: give exactly one of the options manifest (a CSV of NIfTI "
                                 "scans) or arrays ({A = \"a.npy\", B = \"b.npy\"})")
         if self.arrays is not None and not isinstance(self.arrays, Mapping):
-            raise _bad("arrays", self.arrays, "use a table {A = \"a.npy\", B = \"b.npy\"}")
+            raise bad_option("arrays", self.arrays, "use a table {A = \"a.npy\", B = \"b.npy\"}")
         if self.mask_arrays is not None and (self.arrays is None or not isinstance(self.mask_arrays, Mapping)):
-            raise _bad("mask_arrays", self.mask_arrays, "use a table like arrays, together with arrays")
+            raise bad_option("mask_arrays", self.mask_arrays, "use a table like arrays, together with arrays")
         if self.groups is not None:
             g = tuple(str(x) for x in self.groups) if isinstance(self.groups, (list, tuple)) else ()
             if len(g) != 2 or g[0] == g[1]:
-                raise _bad("groups", self.groups, "give two different group names, e.g. [\"CN\", \"AD\"]")
+                raise bad_option("groups", self.groups, "give two different group names, e.g. [\"CN\", \"AD\"]")
             put("groups", g)
         if self.plane not in PLANE_AXIS:
-            raise _bad("plane", self.plane, f"allowed: {', '.join(PLANE_AXIS)}")
+            raise bad_option("plane", self.plane, f"allowed: {', '.join(PLANE_AXIS)}")
         if self.slice is not None and self.slice not in ("roi-centroid", "center") and not (
                 isinstance(self.slice, int) and not isinstance(self.slice, bool) and self.slice >= 0):
-            raise _bad("slice", self.slice, "allowed: \"roi-centroid\", \"center\" or a voxel index >= 0")
+            raise bad_option("slice", self.slice, "allowed: \"roi-centroid\", \"center\" or a voxel index >= 0")
         for name, low in (("slices", 1), ("image_size", 8)):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise _bad(name, v, f"give an integer >= {low}")
+                raise bad_option(name, v, f"give an integer >= {low}")
         cp = self.clip_percentiles
         if not (isinstance(cp, (list, tuple)) and len(cp) == 2 and 0 <= float(cp[0]) < float(cp[1]) <= 100):
-            raise _bad("clip_percentiles", cp, "give [low, high] with 0 <= low < high <= 100")
+            raise bad_option("clip_percentiles", cp, "give [low, high] with 0 <= low < high <= 100")
         put("clip_percentiles", (float(cp[0]), float(cp[1])))
         if self.normalise not in NORMALISE:
-            raise _bad("normalise", self.normalise, f"allowed: {', '.join(NORMALISE)}")
+            raise bad_option("normalise", self.normalise, f"allowed: {', '.join(NORMALISE)}")
         sp = self.split
         if not (isinstance(sp, (list, tuple)) and len(sp) == 3 and all(float(x) > 0 for x in sp)
                 and abs(sum(map(float, sp)) - 1) < 1e-6):
-            raise _bad("split", sp, "give three positive train/val/test fractions summing to 1, e.g. [0.6, 0.2, 0.2]")
+            raise bad_option("split", sp, "give three positive train/val/test fractions summing to 1, e.g. [0.6, 0.2, 0.2]")
         put("split", tuple(float(x) for x in sp))
         if not 0 < float(self.mask_threshold) <= 1:
-            raise _bad("mask_threshold", self.mask_threshold, "give a number in (0, 1]")
+            raise bad_option("mask_threshold", self.mask_threshold, "give a number in (0, 1]")
         if self.mask_labels is not None:
             if not (isinstance(self.mask_labels, (list, tuple)) and self.mask_labels
                     and all(isinstance(x, int) for x in self.mask_labels)):
-                raise _bad("mask_labels", self.mask_labels, "give a list of integer labels, e.g. [17, 53]")
+                raise bad_option("mask_labels", self.mask_labels, "give a list of integer labels, e.g. [17, 53]")
             put("mask_labels", tuple(int(x) for x in self.mask_labels))
         if self.mask_resample not in ("nearest", "never"):
-            raise _bad("mask_resample", self.mask_resample, "allowed: nearest, never")
+            raise bad_option("mask_resample", self.mask_resample, "allowed: nearest, never")
         if self.mode != "2d":
-            raise _bad("mode", self.mode, "only \"2d\" is supported: the explainers and metrics take "
+            raise bad_option("mode", self.mode, "only \"2d\" is supported: the explainers and metrics take "
                                           "N×1×H×W slices (a 3-D mode is not implemented)")
-        _check_fov(self, put)
-        _check_arrays(self)
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _check_fov(o: "NiftiOptions", put) -> None:
-    """crop_mm, crop_center, hemisphere_labels, midline."""
-    if o.crop_mm is not None:
-        c = (o.crop_mm, o.crop_mm) if _number(o.crop_mm) else o.crop_mm
-        if not (isinstance(c, (list, tuple)) and len(c) == 2 and all(_number(x) and x > 0 for x in c)):
-            raise _bad("crop_mm", o.crop_mm, "give a box size in mm, e.g. 104 or [104, 104] (rows, columns)")
-        if o.arrays is not None:
-            raise _bad("crop_mm", o.crop_mm, "cropping in mm needs voxel sizes: it applies to manifest scans, "
-                                            "not arrays (crop the arrays before saving them)")
-        put("crop_mm", (float(c[0]), float(c[1])))
-    cc = o.crop_center
-    if cc != "roi-centroid":
-        if not (isinstance(cc, (list, tuple)) and len(cc) == 3 and all(map(_number, cc))):
-            raise _bad("crop_center", cc, "\"roi-centroid\" or [x, y, z] in RAS (scanner or MNI) mm")
-        put("crop_center", tuple(float(x) for x in cc))
-    hl = o.hemisphere_labels
-    if hl is not None:
-        ok = isinstance(hl, Mapping) and set(hl) == {"left", "right"}
-        sides = {k: (v,) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in hl.items()} if ok else {}
-        if not ok or not all(isinstance(v, (list, tuple)) and v and all(isinstance(x, int) for x in v)
-                             for v in sides.values()):
-            raise _bad("hemisphere_labels", hl, "give {left = [17], right = [53]} (label values of the ROI mask)")
-        put("hemisphere_labels", {k: tuple(int(x) for x in v) for k, v in sorted(sides.items())})
-    if o.midline not in MIDLINES and not _number(o.midline):
-        raise _bad("midline", o.midline, f"allowed: {', '.join(MIDLINES)}, or the RAS x of the midline in mm "
-                                         "(0 for MNI space)")
-    if _number(o.midline) and o.arrays is not None:
-        raise _bad("midline", o.midline, "arrays have no coordinates; use brain-centroid or roi-centroid")
-
-
-def _check_arrays(o: "NiftiOptions") -> None:
-    """pairing, subject_ids, covariates (array format only)."""
-    if o.pairing not in PAIRINGS:
-        raise _bad("pairing", o.pairing, "allowed: none, index (image i of group B derived from image i of A)")
-    for name in ("subject_ids", "covariates"):
-        if getattr(o, name) is not None and o.arrays is None:
-            raise _bad(name, getattr(o, name), "applies to arrays; a manifest has subject_id and covariate columns")
-    if o.pairing != "none" and o.arrays is None:
-        raise _bad("pairing", o.pairing, "applies to arrays; in a manifest give paired scans one subject_id")
-    if o.subject_ids is not None and not isinstance(o.subject_ids, Mapping):
-        raise _bad("subject_ids", o.subject_ids, "use a table {A = \"a_ids.txt\", B = \"b_ids.txt\"} "
-                                                 "(one id per line, or a 1-D .npy)")
+        check_fov(self, put)
+        check_arrays(self)
 
 
 class NiftiDataset:
@@ -193,7 +164,7 @@ class NiftiDataset:
         o = self.o
         src, arrays, mask_arrays = self._source()
         if o.slice == "roi-centroid" and not src.has_masks:
-            raise _bad("slice", o.slice, "\"roi-centroid\" needs ROI masks (a roi_mask column); use \"center\" "
+            raise bad_option("slice", o.slice, "\"roi-centroid\" needs ROI masks (a roi_mask column); use \"center\" "
                                          "or an index")
         prep = {k: v for k, v in dataclasses.asdict(o).items() 
                 if k not in ("split", "roi_name", "pairing", "subject_ids", "covariates")}
