@@ -137,7 +137,61 @@ def _add_list_parsers(sub) -> None:
     ds.add_argument("name", nargs="+", metavar="NAME", help="plugin name, or KIND:NAME / KIND NAME if ambiguous")
     ds.add_argument("--plugin", action="append", default=[], metavar="FILE")
     ds.set_defaults(func=cmd_describe)
-# --- end of listing
+
+
+TRAINING_ONLY = ("mode", "weights", "key_map", "lr", "epochs", "batch_size", "patience", "weight_decay", "dropout")
+
+
+def cmd_pretrain(args) -> int:
+    from .plugins import instantiate, load
+    from .pretrain import PretrainSettings, pretrain
+
+    registry = load(args.plugin)
+    _warn_failures(registry)
+    if not args.suite and not args.dataset:
+        raise XaibenchError("pretrain: give --dataset NAME[:PATH] or --suite NAME (its first dataset and backbone)")
+    suite = _load_suite(args, registry) if args.suite else None
+    ds = suite.datasets[0] if suite else _dataset_override(args.dataset[0], registry)
+    bb = suite.backbones[0] if suite and not args.backbone else Entry("backbone", args.backbone or "resnet18", {})
+    opts = {k: v for k, v in dict(bb.options).items() if k not in TRAINING_ONLY}
+    if args.width is not None:
+        opts["width"] = args.width
+    settings = PretrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                temperature=args.temperature, seed=args.seed_ssl)
+    cache = Path(args.cache_dir)
+    splits = instantiate(registry, "dataset", ds.name, dict(ds.options)).load(
+        seed=suite.data_seed if suite else 0, cache_dir=cache / "datasets")
+    builder = instantiate(registry, "backbone", bb.name, opts)
+    path, trained = pretrain(lambda: builder(num_classes=2, image_size=splits.image_size), splits.train.images,
+                             {"name": bb.name, "options": opts, "dataset": ds.name, "dataset_options": dict(ds.options)},
+                             settings, Path(args.out) if args.out else None, cache, _device(args.device),
+                             progress=not args.quiet)
+    shown = ", ".join(f"{k} = {v!r}" for k, v in opts.items()).replace("'", '"')
+    print(f"pretrain: SimCLR encoder of {bb.name} on {len(splits.train)} training images of {ds.name} "
+          f"{'trained' if trained else 'found in the cache'}: {path}")
+    print(f'use it: [[backbones]] name = "{bb.name}", options = {{ mode = "probe", weights = "{path}"'
+          + (f", {shown}" if shown else "") + " }")
+    return EXIT_OK
+
+
+def _add_pretrain_parser(sub) -> None:
+    pt = sub.add_parser("pretrain", help="SimCLR-pretrain an encoder on a dataset's training images (for mode = probe)")
+    pt.add_argument("--suite", help="take the suite's first dataset and backbone (and its data_seed)")
+    pt.add_argument("--dataset", action="append", metavar="NAME[:PATH]", help="the dataset (default: the suite's)")
+    pt.add_argument("--backbone", help="backbone plugin (default: the suite's, else resnet18)")
+    pt.add_argument("--width", type=float, help="channel multiplier of the backbone (a probe must use the same)")
+    pt.add_argument("--epochs", type=int, default=30)
+    pt.add_argument("--batch-size", type=int, default=64)
+    pt.add_argument("--lr", type=float, default=1e-3)
+    pt.add_argument("--temperature", type=float, default=0.2, help="NT-Xent temperature (default 0.2)")
+    pt.add_argument("--seed-ssl", type=int, default=0, help="seed of the augmentations and initialisation")
+    pt.add_argument("--out", help="also copy the encoder weights to this file")
+    pt.add_argument("--cache-dir", default="xaibench-results/pretrain", help="cache folder (content-hashed files)")
+    pt.add_argument("--device", default="auto")
+    pt.add_argument("--quiet", action="store_true")
+    pt.add_argument("--plugin", action="append", default=[], metavar="FILE")
+    pt.set_defaults(func=cmd_pretrain)
+# --- end of listing and pretraining
 
 
 def cmd_leaderboard(args) -> int:
@@ -227,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     _add_list_parsers(sub)
+    _add_pretrain_parser(sub)
 
     lb = sub.add_parser("leaderboard", help="render the leaderboard of a results folder")
     lb.add_argument("--out", help="results folder")
