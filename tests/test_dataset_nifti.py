@@ -525,3 +525,205 @@ def test_example_manifest_script_makes_a_loadable_cohort(tmp_path):
     manifest = ns["make_cohort"](tmp_path / "cohort", n_per_group=3, size=24)
     s = _load(tmp_path, manifest=str(manifest), image_size=32)
     assert sum(len(p) for p in (s.train, s.val, s.test)) == 6 and s.train.masks.any()
+
+
+# --------------------------------------------------------------------------- paired arrays, ids, covariates
+
+
+def _parts(s):
+    return {"train": s.train, "val": s.val, "test": s.test}
+
+
+def _paired_arrays(tmp_path: Path, n: int = 20) -> dict:
+    """Group B image i is group A image i with a corrupted patch (the research notes' control)."""
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0.2, 0.8, (n, 16, 16)).astype(np.float32)
+    b = a.copy()
+    b[:, 4:8, 4:8] = 0.0
+    np.save(tmp_path / "clean.npy", a)
+    np.save(tmp_path / "corrupt.npy", b[:, None])  # N×1×H×W beside N×H×W
+    rows = ["group,index,pair,site,sex,age"] + [f"{g},{i},{i},{'UCSD' if i % 2 else 'MAYO'},{'FM'[i % 2]},{50 + i}"
+                                               for g in ("A", "B") for i in range(n)]
+    (tmp_path / "cov.csv").write_text("\n".join(rows) + "\n")
+    return {"arrays": {"A": str(tmp_path / "clean.npy"), "B": str(tmp_path / "corrupt.npy")},
+            "covariates": str(tmp_path / "cov.csv"), "image_size": 16, "normalise": "none"}
+
+
+def _straddling_pairs(s) -> int:
+    where = {}
+    for name, part in _parts(s).items():
+        for p in part.meta["pair"].tolist():
+            where.setdefault(p, set()).add(name)
+    return sum(len(v) > 1 for v in where.values())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_paired_arrays_keep_both_copies_of_a_pair_in_one_split(tmp_path, seed):
+    opts = _paired_arrays(tmp_path)
+    assert _straddling_pairs(_load(tmp_path, seed=seed, **opts)) > 0  # the leak without pairing
+    s = _load(tmp_path, seed=seed, pairing="index", **opts)
+    assert _straddling_pairs(s) == 0
+    for part in _parts(s).values():
+        pairs = part.meta["pair"]
+        assert sorted(pairs[part.labels.numpy() == 0].tolist()) == sorted(pairs[part.labels.numpy() == 1].tolist())
+        for sid, p in zip(part.subject_ids, pairs.tolist()):
+            assert sid == f"pair-{int(p):05d}"
+    assert sum(len(p) for p in _parts(s).values()) == 40 and len(s.test) == 8
+    assert s.card["pairing"] == "index"
+
+
+def test_array_covariates_keep_text_as_strings_and_code_sex(tmp_path):
+    s = _load(tmp_path, **_paired_arrays(tmp_path))
+    part = s.train
+    assert part.meta["site"].dtype.kind == "U" and set(part.meta["site"].tolist()) == {"UCSD", "MAYO"}
+    assert part.meta["age"].dtype == np.float64 and part.meta["sex"].dtype == np.float64
+    idx = part.meta["pair"].astype(int)
+    assert np.array_equal(part.meta["age"], 50 + idx) and np.array_equal(part.meta["sex"], idx % 2)
+
+
+def test_array_subject_ids_group_images_of_one_subject(tmp_path):
+    opts = _paired_arrays(tmp_path)
+    for g, n in (("A", 20), ("B", 20)):
+        (tmp_path / f"{g}.txt").write_text("".join(f"{g}{i // 2}\n" for i in range(n)))  # 2 images per subject
+    s = _load(tmp_path, subject_ids={"A": str(tmp_path / "A.txt"), "B": str(tmp_path / "B.txt")}, **opts)
+    seen = {}
+    for name, part in _parts(s).items():
+        for sid in part.subject_ids:
+            seen.setdefault(sid, set()).add(name)
+    assert len(seen) == 20 and all(len(v) == 1 for v in seen.values())
+    assert sum(len(p) for p in _parts(s).values()) == 40
+    (tmp_path / "B.txt").write_text("".join(f"A{i // 2}\n" for i in range(20)))
+    ids = {"A": str(tmp_path / "A.txt"), "B": str(tmp_path / "B.txt")}
+    assert_fails_cleanly(tmp_path / "x", "subject 'A0' is in both groups.*pairing = \"index\"", subject_ids=ids, **opts)
+    (tmp_path / "short.txt").write_text("a\nb\n")
+    assert_fails_cleanly(tmp_path / "y", "subject_ids.A: short.txt has 2 ids for 20 images",
+                         subject_ids={"A": str(tmp_path / "short.txt"), "B": ids["B"]}, **opts)
+
+
+def test_bad_array_covariates_pairing_and_shapes(tmp_path):
+    opts = _paired_arrays(tmp_path)
+    lines = (tmp_path / "cov.csv").read_text().splitlines()
+    (tmp_path / "gap.csv").write_text("\n".join(lines[:-1]) + "\n")
+    assert_fails_cleanly(tmp_path / "a", "no row for group 'B' index 19", **dict(opts, covariates=str(tmp_path / "gap.csv")))
+    (tmp_path / "dup.csv").write_text("\n".join(lines + [lines[1]]) + "\n")
+    assert_fails_cleanly(tmp_path / "b", "dup.csv line 42: index '0' of group 'A' is not a new image index",
+                         **dict(opts, covariates=str(tmp_path / "dup.csv")))
+    np.save(tmp_path / "short.npy", np.zeros((19, 16, 16), np.float32))
+    assert_fails_cleanly(tmp_path / "c", "they have 19 and 20 images", pairing="index", **dict(
+        opts, covariates=None, arrays={"A": opts["arrays"]["A"], "B": str(tmp_path / "short.npy")}))
+    for shape, hint in (((4, 16, 16, 1), "channels last"), ((4, 3, 16, 16), "N×H×W or N×1×H×W"),
+                        ((16, 16), "N×H×W or N×1×H×W"), ((0, 16, 16), "N ≥ 1")):
+        np.save(tmp_path / "odd.npy", np.zeros(shape, np.float32))
+        assert_fails_cleanly(tmp_path / "d", f"arrays.B: odd.npy has shape .*{hint}", **dict(
+            opts, covariates=None, arrays={"A": opts["arrays"]["A"], "B": str(tmp_path / "odd.npy")}))
+    with pytest.raises(XaibenchError, match="pairing = 'pairs' is invalid"):
+        nifti.make(pairing="pairs", **opts)
+    with pytest.raises(XaibenchError, match="covariates .* applies to arrays"):
+        nifti.make(manifest="m.csv", covariates="c.csv")
+
+
+# --------------------------------------------------------------------------- field of view
+
+
+def test_crop_around_the_roi_centroid_enlarges_the_roi_and_centres_it(cohort, tmp_path):
+    manifest, _ = cohort
+    whole = _by_subject(_load(tmp_path, manifest=str(manifest), image_size=32))
+    fov = _by_subject(_load(tmp_path, manifest=str(manifest), image_size=32, crop_mm=12))
+    for sid, (img, mask) in fov.items():
+        assert mask.float().mean() > 4 * whole[sid][1].float().mean()
+        rows, cols = torch.nonzero(mask, as_tuple=True)
+        # centred to within half a source voxel (a 10-voxel box cannot centre a 5-voxel ROI exactly:
+        # 0.5 × 32 px / 10 = 1.6 px) plus nearest-neighbour rounding of the mask
+        assert abs(rows.float().mean() - 15.5) <= 2.0 and abs(cols.float().mean() - 15.5) <= 2.0
+    # the same box given in RAS mm (the ROI centre of every scan: voxel (10, 14, 12) of the
+    # affine diag(1, 1, 1.2) + (-16, -16, -19)) gives the same images, flipped files included
+    fixed = _by_subject(_load(tmp_path, manifest=str(manifest), image_size=32, crop_mm=[12, 12],
+                              crop_center=[-6.0, -2.0, -4.6]))
+    for sid, (img, mask) in fov.items():
+        assert torch.equal(fixed[sid][0], img) and torch.equal(fixed[sid][1], mask)
+    card = _load(tmp_path, manifest=str(manifest), image_size=32, crop_mm=12).card
+    assert card["preprocessing"]["crop_mm"] == [12.0, 12.0]
+
+
+def test_bad_crop_options(cohort, tmp_path):
+    manifest, _ = cohort
+    assert_fails_cleanly(tmp_path, "crop around .* holds no brain", manifest=str(manifest), crop_mm=10,
+                         crop_center=[500, 0, 0])
+    for bad, match in (({"crop_mm": -3}, "crop_mm = -3 is invalid"), ({"crop_center": "middle"}, "crop_center"),
+                       ({"crop_mm": 50, "arrays": {"A": "a", "B": "b"}}, "not arrays")):
+        with pytest.raises(XaibenchError, match=match):
+            nifti.make(**({"manifest": str(manifest)} if "arrays" not in bad else {}), **bad)
+
+
+def test_three_groups_error_points_to_the_suite_file(cohort, tmp_path):
+    manifest, _ = _copy(cohort, tmp_path, lambda rs: [dict(r, group="CN AD MCI".split()[i % 3]) for i, r in enumerate(rs)])
+    assert_fails_cleanly(tmp_path, r"in a suite file's \[\[datasets\]\] entry \(--dataset nifti:PATH sets only",
+                         manifest=str(manifest))
+
+
+# --------------------------------------------------------------------------- hemispheres
+
+
+@pytest.fixture(scope="module")
+def bilateral(tmp_path_factory) -> Path:
+    """6 subjects, both hippocampi labelled FreeSurfer-style: 17 left (x = 9), 53 right (x = 23)."""
+    root = tmp_path_factory.mktemp("bilateral")
+    rng = np.random.default_rng(2)
+    g = np.mgrid[:32, :32, :32].astype(np.float32)
+    rows = []
+    for i in range(6):
+        vol = np.where(((g - 16) ** 2).sum(0) < 14 ** 2, 100 + rng.normal(0, 5, SHAPE), 0).astype(np.float32)
+        labels = np.zeros(SHAPE, np.int16)
+        for x, lab, rx in ((9, 17, 3), (23, 53, 2 + i % 2)):
+            labels[(((g[0] - x) / rx) ** 2 + ((g[1] - 14) / 4) ** 2 + ((g[2] - 12) / 3) ** 2) < 1] = lab
+        vol[labels > 0] = 60
+        _save(vol, root / f"s{i}.nii.gz")
+        _save(labels, root / f"s{i}_seg.nii.gz")
+        rows.append({"subject_id": f"S{i}", "group": "AB"[i % 2], "image": f"s{i}.nii.gz", "roi_mask": f"s{i}_seg.nii.gz"})
+    return _write(root, rows)
+
+
+def _all(s, name):
+    return torch.cat([p.mask(name) for p in _parts(s).values()])
+
+
+def test_hemispheres_from_labels_and_from_the_midline_agree(bilateral, tmp_path):
+    by_label = _load(tmp_path, manifest=str(bilateral), image_size=32, hemisphere_labels={"left": [17], "right": 53})
+    by_mid = _load(tmp_path, manifest=str(bilateral), image_size=32, mask_labels=[17, 53])
+    for s in (by_label, by_mid):
+        left, right, roi = _all(s, "roi-left"), _all(s, "roi-right"), _all(s, "roi")
+        assert left.any(1).any(1).all() and right.any(1).any(1).all()
+        assert not left[..., 16:].any() and not right[..., :16].any()  # patient's left on the image's left
+        assert torch.equal(left | right, roi) and not (left & right).any()
+    for name in ("roi", "roi-left", "roi-right", "brain"):
+        assert torch.equal(_all(by_label, name), _all(by_mid, name))
+    meta = {k: np.concatenate([p.meta[k] for p in _parts(by_label).values()]) for k in by_label.train.meta}
+    assert np.allclose(meta["roi_volume_mm3_left"] + meta["roi_volume_mm3_right"], meta["roi_volume_mm3"])
+    assert meta["roi_volume_mm3_left"].min() > 0 and meta["roi_volume_mm3_right"].max() > meta["roi_volume_mm3_right"].min()
+    assert set(by_label.card["masks"]) == {"roi", "roi-left", "roi-right", "brain"}
+
+
+def test_midline_at_an_ras_coordinate_and_the_brain_mask(bilateral, tmp_path):
+    # with an identity affine voxel x = RAS mm: a midline at x = 5 puts both hippocampi (x = 9, 23)
+    # on the right (larger x), one at x = 30 on the left
+    for mid, side, other in ((5.0, "roi-right", "roi-left"), (30.0, "roi-left", "roi-right")):
+        s = _load(tmp_path, manifest=str(bilateral), image_size=32, mask_labels=[17, 53], midline=mid)
+        assert torch.equal(_all(s, side), _all(s, "roi")) and not _all(s, other).any()
+    brain, images = _all(s, "brain"), torch.cat([p.images[:, 0] for p in _parts(s).values()])
+    roi = _all(s, "roi")  # the hippocampi (60 vs 100) fall below the z-window and are 0 in the image
+    assert (images[~brain] == 0).all() and ((images > 0) | roi)[brain].float().mean() > 0.98
+    assert abs(brain.float().mean() - np.pi * (14 ** 2 - 2 ** 2) / 32 ** 2) < 0.02  # the r = 14 sphere at y = 14
+    with pytest.raises(XaibenchError, match="hemisphere_labels"):
+        nifti.make(manifest=str(bilateral), hemisphere_labels={"left": [17]})
+    with pytest.raises(XaibenchError, match="midline = 'middle' is invalid"):
+        nifti.make(manifest=str(bilateral), midline="middle")
+
+
+def test_array_masks_get_sides_and_brain(tmp_path):
+    s = _load(tmp_path, **_conformance(tmp_path))
+    left, right, roi = _all(s, "roi-left"), _all(s, "roi-right"), _all(s, "roi")
+    assert torch.equal(left | right, roi) and left.any() and right.any()
+
+
+def _conformance(tmp_path: Path) -> dict:
+    return nifti._conformance_options(tmp_path / "arrays")

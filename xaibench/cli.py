@@ -102,20 +102,107 @@ def cmd_run(args) -> int:
     return EXIT_CELLS_FAILED if summary.failed else EXIT_OK
 
 
+# --- listing plugins and their options: list [KIND] [--options] [--markdown], describe NAME ---
 def cmd_list(args) -> int:
+    from .describe import markdown, normalise_kind, option_lines
     from .plugins import KINDS, load
 
     registry = load(args.plugin)
-    kinds = [args.kind] if args.kind else list(KINDS)
+    if args.markdown:
+        print(markdown(registry), end="")
+        return EXIT_OK
+    kinds = [normalise_kind(args.kind)] if args.kind else list(KINDS)
     for kind in kinds:
-        if kind not in KINDS:
-            raise XaibenchError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
         print(f"{kind}s:")
         for name in registry.names(kind):
             rec = registry.records[kind][name]
             print(f"  {name:24s} {rec.description}  [{registry.provider(kind, name)}]")
+            if args.options:
+                for line in option_lines(registry, kind, name):
+                    print(line)
     _warn_failures(registry)
     return EXIT_OK
+
+
+def cmd_describe(args) -> int:
+    from .describe import describe
+    from .plugins import load
+
+    registry = load(args.plugin)
+    spec = f"{args.name[0]}:{args.name[1]}" if len(args.name) == 2 else args.name[0]
+    if len(args.name) > 2:
+        raise XaibenchError("describe: give NAME, KIND:NAME or KIND NAME")
+    print(describe(registry, spec))
+    _warn_failures(registry)
+    return EXIT_OK
+
+
+def _add_list_parsers(sub) -> None:
+    ls = sub.add_parser("list", help="list registered plugins of every kind (--options: with their options)")
+    ls.add_argument("kind", nargs="?", help="explainer(s), metric(s), dataset(s), backbone(s), attack(s) or suite(s)")
+    ls.add_argument("--options", action="store_true", help="also print every plugin's options (type = default, help)")
+    ls.add_argument("--markdown", action="store_true", help="print the options of every plugin as docs/options.md")
+    ls.add_argument("--plugin", action="append", default=[], metavar="FILE")
+    ls.set_defaults(func=cmd_list)
+    ds = sub.add_parser("describe", help="a plugin's description and options (name, type, default, help)")
+    ds.add_argument("name", nargs="+", metavar="NAME", help="plugin name, or KIND:NAME / KIND NAME if ambiguous")
+    ds.add_argument("--plugin", action="append", default=[], metavar="FILE")
+    ds.set_defaults(func=cmd_describe)
+
+
+TRAINING_ONLY = ("mode", "weights", "key_map", "lr", "epochs", "batch_size", "patience", "weight_decay", "dropout")
+
+
+def cmd_pretrain(args) -> int:
+    from .plugins import instantiate, load
+    from .pretrain import PretrainSettings, pretrain
+
+    registry = load(args.plugin)
+    _warn_failures(registry)
+    if not args.suite and not args.dataset:
+        raise XaibenchError("pretrain: give --dataset NAME[:PATH] or --suite NAME (its first dataset and backbone)")
+    suite = _load_suite(args, registry) if args.suite else None
+    ds = suite.datasets[0] if suite else _dataset_override(args.dataset[0], registry)
+    bb = suite.backbones[0] if suite and not args.backbone else Entry("backbone", args.backbone or "resnet18", {})
+    opts = {k: v for k, v in dict(bb.options).items() if k not in TRAINING_ONLY}
+    if args.width is not None:
+        opts["width"] = args.width
+    settings = PretrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                temperature=args.temperature, seed=args.seed_ssl)
+    cache = Path(args.cache_dir)
+    splits = instantiate(registry, "dataset", ds.name, dict(ds.options)).load(
+        seed=suite.data_seed if suite else 0, cache_dir=cache / "datasets")
+    builder = instantiate(registry, "backbone", bb.name, opts)
+    path, trained = pretrain(lambda: builder(num_classes=2, image_size=splits.image_size), splits.train.images,
+                             {"name": bb.name, "options": opts, "dataset": ds.name, "dataset_options": dict(ds.options)},
+                             settings, Path(args.out) if args.out else None, cache, _device(args.device),
+                             progress=not args.quiet)
+    shown = ", ".join(f"{k} = {v!r}" for k, v in opts.items()).replace("'", '"')
+    print(f"pretrain: SimCLR encoder of {bb.name} on {len(splits.train)} training images of {ds.name} "
+          f"{'trained' if trained else 'found in the cache'}: {path}")
+    print(f'use it: [[backbones]] name = "{bb.name}", options = {{ mode = "probe", weights = "{path}"'
+          + (f", {shown}" if shown else "") + " }")
+    return EXIT_OK
+
+
+def _add_pretrain_parser(sub) -> None:
+    pt = sub.add_parser("pretrain", help="SimCLR-pretrain an encoder on a dataset's training images (for mode = probe)")
+    pt.add_argument("--suite", help="take the suite's first dataset and backbone (and its data_seed)")
+    pt.add_argument("--dataset", action="append", metavar="NAME[:PATH]", help="the dataset (default: the suite's)")
+    pt.add_argument("--backbone", help="backbone plugin (default: the suite's, else resnet18)")
+    pt.add_argument("--width", type=float, help="channel multiplier of the backbone (a probe must use the same)")
+    pt.add_argument("--epochs", type=int, default=30)
+    pt.add_argument("--batch-size", type=int, default=64)
+    pt.add_argument("--lr", type=float, default=1e-3)
+    pt.add_argument("--temperature", type=float, default=0.2, help="NT-Xent temperature (default 0.2)")
+    pt.add_argument("--seed-ssl", type=int, default=0, help="seed of the augmentations and initialisation")
+    pt.add_argument("--out", help="also copy the encoder weights to this file")
+    pt.add_argument("--cache-dir", default="xaibench-results/pretrain", help="cache folder (content-hashed files)")
+    pt.add_argument("--device", default="auto")
+    pt.add_argument("--quiet", action="store_true")
+    pt.add_argument("--plugin", action="append", default=[], metavar="FILE")
+    pt.set_defaults(func=cmd_pretrain)
+# --- end of listing and pretraining
 
 
 def cmd_leaderboard(args) -> int:
@@ -213,10 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--max-parallel", type=int, help="slurm: jobs of one stage running at once")
     r.set_defaults(func=cmd_run)
 
-    ls = sub.add_parser("list", help="list registered plugins of every kind")
-    ls.add_argument("kind", nargs="?", help="explainer, metric, dataset, backbone, attack or suite")
-    ls.add_argument("--plugin", action="append", default=[], metavar="FILE")
-    ls.set_defaults(func=cmd_list)
+    _add_list_parsers(sub)
+    _add_pretrain_parser(sub)
 
     lb = sub.add_parser("leaderboard", help="render the leaderboard of a results folder")
     lb.add_argument("--out", help="results folder")

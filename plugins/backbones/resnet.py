@@ -7,8 +7,12 @@ Options (suite file ``[[backbones]]`` entries):
   be downloaded), ``partial`` (last stage unfrozen at 10× lower LR than the head) or
   ``probe`` (frozen encoder with BatchNorm in eval mode, linear head only; needs
   ``weights``);
-* ``weights`` — a local timm checkpoint or a SimCLR encoder checkpoint (its projection
-  head is dropped); loaded with ``weights_only=True``; nothing is ever downloaded;
+* ``weights`` — a local checkpoint: torchvision / timm state dicts, ``nn.Sequential`` of
+  ResNet children (``0.weight``, ``4.0.conv1.weight``), SimCLR / MoCo / BYOL checkpoints of
+  lightly, solo-learn or the reference SimCLR code (heads and momentum copies dropped);
+  read with ``weights_only=True``; nothing is ever downloaded (see :mod:`._checkpoints`);
+* ``key_map`` — ``{"their.prefix." = "layer1."}``: renames checkpoint keys first, for
+  layouts the automatic search does not find;
 * ``output_stride`` — 32 (timm default), 16 or 8: dilates the last stages so layer
   explainers get finer maps (8×8 at 64 px with stride 8);
 * ``width`` — channel multiplier (1.0 = the published network; 0.25 keeps CPU runs fast);
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Mapping
 
 import timm
 import torch
@@ -28,6 +32,8 @@ from xaibench.contracts import Classifier
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import BackboneRecord
 
+from ._checkpoints import load_encoder
+
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
@@ -35,15 +41,27 @@ STAGES = ("layer1", "layer2", "layer3", "layer4")
 class ResNetBuilder:
     arch: str
     mode: Literal["finetune", "partial", "probe"] = "finetune"
+    """finetune (all layers train), partial (layer4 at lr/10 + head) or probe (frozen encoder, linear head)."""
     weights: str | None = None
+    """Local encoder checkpoint (torchvision, timm, nn.Sequential, lightly, solo-learn, SimCLR, MoCo, BYOL)."""
+    key_map: Mapping[str, str] | None = None
+    """Checkpoint key prefixes to rename first, e.g. {"trunk." = ""}, for layouts not found automatically."""
     output_stride: int = 32
+    """32, 16 or 8: dilate the last stages for finer layer maps (8×8 at 64 px with 8)."""
     width: float = 1.0
+    """Channel multiplier (1.0 = the published network; 0.25 keeps CPU runs fast)."""
     dropout: float = 0.0
+    """Dropout before the linear head."""
     lr: float = 3e-4  # from scratch at 1e-3 validation loss swings and early stopping keeps near-chance checkpoints
+    """AdamW learning rate of the head (and of everything in finetune mode)."""
     epochs: int = 30
+    """Maximum training epochs."""
     batch_size: int = 32
+    """Training batch size."""
     patience: int = 5
+    """Early stopping: epochs without a better validation loss."""
     weight_decay: float = 1e-4
+    """AdamW weight decay."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("finetune", "partial", "probe"):
@@ -53,6 +71,10 @@ class ResNetBuilder:
                 f"backbone {self.arch}: mode 'probe' trains only the head and needs pretrained "
                 "encoder weights; set weights = \"path/to/checkpoint.pt\" (nothing is downloaded)"
             )
+        if self.key_map is not None and not (isinstance(self.key_map, Mapping) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.key_map.items())):
+            raise XaibenchError(f"backbone {self.arch}: key_map must be a table of prefix = prefix strings, "
+                                f"e.g. {{\"trunk.\" = \"\"}}, not {self.key_map!r}")
         if self.output_stride not in (8, 16, 32):
             raise XaibenchError(f"backbone {self.arch}: output_stride must be 8, 16 or 32, not {self.output_stride}")
 
@@ -67,7 +89,7 @@ class ResNetBuilder:
             if isinstance(m, torch.nn.ReLU):
                 m.inplace = False
         if self.weights:
-            _load_weights(enc, Path(self.weights), self.arch)
+            load_encoder(enc, Path(self.weights).expanduser(), f"backbone {self.arch}", self.key_map)
         stages = {name: getattr(enc, name) for name in STAGES}
         model = Classifier(enc, enc.num_features, stages, num_classes=num_classes, dropout=self.dropout)
         model.train_mode = self.mode  # read by the trainer
@@ -95,32 +117,6 @@ class ResNetBuilder:
             model.encoder.eval()
             if self.mode == "partial":
                 model.encoder.layer4.train()
-
-
-def _load_weights(enc: torch.nn.Module, path: Path, arch: str) -> None:
-    if not path.is_file():
-        raise XaibenchError(f"backbone {arch}: weights file {path} does not exist; give a local checkpoint path")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise XaibenchError(f"backbone {arch}: cannot read weights {path}: {type(exc).__name__}: {exc}") from None
-    for key in ("state_dict", "model", "encoder"):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-            state = state[key]
-    cleaned = {}
-    for k, v in state.items():
-        for prefix in ("module.", "encoder.", "backbone.", "model."):
-            if k.startswith(prefix):
-                k = k[len(prefix):]
-        if k.startswith(("fc.", "projection", "proj_head", "head.", "projector")):
-            continue  # classifier / SimCLR projection head are dropped
-        cleaned[k] = v
-    missing, unexpected = enc.load_state_dict(cleaned, strict=False)
-    if missing:
-        raise XaibenchError(
-            f"backbone {arch}: weights {path} miss {len(missing)} encoder tensors (e.g. {missing[0]}); "
-            f"is it a {arch} checkpoint?"
-        )
 
 
 def _factory(arch: str):

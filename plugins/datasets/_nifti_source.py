@@ -1,5 +1,6 @@
 """What the ``nifti`` dataset reads before touching any voxel: the CSV manifest (rows,
-groups, covariates) or the research notes' per-group ``.npy`` arrays.
+groups, covariates); the research notes' per-group ``.npy`` arrays are read by
+``_nifti_arrays``.
 
 Everything here is cheap and checked up front, so a wrong column, a third group or a
 missing file is reported in one line before minutes of volume reading, and before
@@ -61,7 +62,8 @@ def _choose_groups(found: list[str], wanted: tuple[str, str] | None, origin: str
         return wanted
     if len(found) != 2:
         raise _fail(f"{origin}: found {len(found)} group(s) ({', '.join(found) or 'none'}); exactly "
-                    "two are needed; choose two with the option groups = [\"A\", \"B\"]")
+                    "two are needed; choose two with the option groups = [\"A\", \"B\"] in a suite file's "
+                    "[[datasets]] entry (--dataset nifti:PATH sets only the manifest; see docs/datasets.md)")
     return found[0], found[1]
 
 
@@ -144,46 +146,3 @@ def _covariates(df: pd.DataFrame, lines: np.ndarray, name: str) -> tuple[dict, d
             num = np.array([codes[col][v] if v else np.nan for v in vals], dtype=np.float64)
         out[col] = num
     return out, codes
-
-
-def read_arrays(arrays: Mapping[str, str], mask_arrays: Mapping[str, str] | None,
-                groups: tuple[str, str] | None) -> tuple[Source, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The array format: ``{group: path.npy}`` (N×H×W or N×1×H×W) and optional masks of the
-    same shape. Each image is its own subject (``<group>-<index>``)."""
-    chosen = _choose_groups(sorted(map(str, arrays)), groups, "option arrays")
-    mask_arrays = {str(k): v for k, v in (mask_arrays or {}).items()}
-    if mask_arrays and set(mask_arrays) != set(chosen):
-        raise _fail(f"option mask_arrays has groups {sorted(mask_arrays)}; it needs one array per group "
-                    f"({', '.join(chosen)})")
-    imgs, masks, rows, files = {}, {}, [], []
-    for g in chosen:
-        path = Path(str(arrays[g])).expanduser().resolve()
-        imgs[g] = _load_array(path, f"arrays.{g}")
-        files.append(path)
-        if mask_arrays:
-            mpath = Path(str(mask_arrays[g])).expanduser().resolve()
-            masks[g] = _load_array(mpath, f"mask_arrays.{g}")
-            files.append(mpath)
-            if masks[g].shape != imgs[g].shape:
-                raise _fail(f"mask_arrays.{g} {mpath.name} has shape {masks[g].shape}, the images "
-                            f"{imgs[g].shape}; masks need one H×W mask per image")
-        rows += [Row(f"arrays.{g} {path.name} image {i}", f"{g}-{i:05d}", g, path, None, i)
-                 for i in range(imgs[g].shape[0])]
-    digest = hashlib.sha256(repr([(g, str(arrays[g]), mask_arrays.get(g)) for g in chosen]).encode()).hexdigest()
-    src = Source(f"arrays:{'+'.join(chosen)}", chosen, tuple(rows), tuple(files), digest,
-                 has_masks=bool(mask_arrays))
-    return src, imgs, masks
-
-
-def _load_array(path: Path, what: str) -> np.ndarray:
-    if not path.is_file():
-        raise _fail(f"option {what}: file {path} does not exist")
-    try:
-        a = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as exc:
-        raise _fail(f"option {what}: cannot read {path} as .npy ({' '.join(str(exc).split())})") from None
-    if a.ndim == 4 and a.shape[1] == 1:
-        a = a[:, 0]
-    if a.ndim != 3 or a.shape[0] == 0:
-        raise _fail(f"option {what}: {path.name} has shape {a.shape}; expected N×H×W or N×1×H×W")
-    return a

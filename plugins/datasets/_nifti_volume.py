@@ -174,20 +174,30 @@ def window(volume: np.ndarray, method: str, clip: tuple[float, float], where: st
     return Window("zscore-brain", floor, lo, hi, float(c.mean()), std if std > 0 else 1.0)
 
 
+def _fit(shape: tuple[int, int], size: int, spacing: tuple[float, float]) -> tuple[tuple[int, int], tuple[int, ...]]:
+    """Output size and padding that keep the physical aspect ratio inside ``size×size``."""
+    h_mm, w_mm = shape[0] * spacing[0], shape[1] * spacing[1]
+    scale = size / max(h_mm, w_mm)
+    oh, ow = max(1, min(size, round(h_mm * scale))), max(1, min(size, round(w_mm * scale)))
+    top, left = (size - oh) // 2, (size - ow) // 2
+    return (oh, ow), (left, size - ow - left, top, size - oh - top)
+
+
+def resize_mask(mask: np.ndarray, size: int, spacing: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
+    """``size×size`` bool mask, on the same grid as :func:`resize` puts the image."""
+    out, pad = _fit(mask.shape, size, spacing)
+    m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+    return F.pad(F.interpolate(m, size=out, mode="nearest-exact"), pad)[0, 0] > 0.5
+
+
 def resize(img: np.ndarray, mask: np.ndarray | None, size: int,
            spacing: tuple[float, float] = (1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
     """``size×size`` float image and bool mask keeping the slice's physical aspect ratio:
     the longer side fills the square, the shorter one is padded with background (0)."""
-    h_mm, w_mm = img.shape[0] * spacing[0], img.shape[1] * spacing[1]
-    scale = size / max(h_mm, w_mm)
-    oh, ow = max(1, min(size, round(h_mm * scale))), max(1, min(size, round(w_mm * scale)))
+    out, pad = _fit(img.shape, size, spacing)
     t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None]
-    t = F.interpolate(t, size=(oh, ow), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
-    top, left = (size - oh) // 2, (size - ow) // 2
-    pad = (left, size - ow - left, top, size - oh - top)
-    out = F.pad(t, pad)[0]
+    t = F.interpolate(t, size=out, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+    image = F.pad(t, pad)[0]
     if mask is None:
-        return out, torch.zeros(size, size, dtype=torch.bool)
-    m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
-    m = F.interpolate(m, size=(oh, ow), mode="nearest-exact")
-    return out, F.pad(m, pad)[0, 0] > 0.5
+        return image, torch.zeros(size, size, dtype=torch.bool)
+    return image, resize_mask(mask, size, spacing)
