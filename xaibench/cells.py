@@ -212,6 +212,12 @@ def _load_state(path: Path) -> dict | None:
         return None
 
 
+def _to_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model on ``device`` in eval mode, convolutions channels-last: about 1.5× the
+    forward throughput on CPU (oneDNN) for the many passes explainers and metrics make."""
+    return model.to(device, memory_format=torch.channels_last).eval()
+
+
 def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, AttackOutcome]:
     """Load the model of ``task`` from the cache, or train it (through its attack); a
     freshly trained model's store record goes to ``session.pending``."""
@@ -225,7 +231,7 @@ def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, Att
     if state is not None:
         model = builder(num_classes=2, image_size=splits.image_size)
         model.load_state_dict(state["state_dict"])
-        model.to(session.device).eval()
+        _to_device(model, session.device)
         outcome = AttackOutcome(
             train=TrainResult(model, state["history"], state["seconds"]),
             triggered_test=_imageset_from(state["triggered_test"], splits.test), region=state["region"],
@@ -248,7 +254,7 @@ def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, Att
         seed=task.seed, device=session.device)
     torch.manual_seed(task.seed)
     outcome = attack.run(ctx)
-    model = outcome.train.model.to(session.device).eval()
+    model = _to_device(outcome.train.model, session.device)
     _save_atomic({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                   "history": dict(outcome.train.history), "seconds": outcome.train.seconds,
                   "triggered_test": _imageset_state(outcome.triggered_test), "region": outcome.region,
