@@ -36,11 +36,14 @@ from xaibench.errors import XaibenchError
 from xaibench.hookspecs import AttackRecord
 
 from ..explainers._common import upsample
-from ..explainers.gradcam import GradCAM, gradcam_maps
+from ..explainers.gradcam import GradCAM, gradcam_maps, gradcampp_maps
+from . import _exposure as X
 from . import _trigger as T
 
 LOSSES = ("soft-iou", "mse", "mass")
 CLASSES = ("label", "both")
+RECTIFY = ("auto", "relu", "softplus")
+QUIET = ("gradcam++",)
 
 
 def differentiable_gradcam(model: Classifier, x: torch.Tensor, classes: torch.Tensor, layer: str) -> torch.Tensor:
@@ -84,6 +87,7 @@ class ActivationTap:
         self._act: torch.Tensor | None = None
         self.x: torch.Tensor | None = None
         self.act: torch.Tensor | None = None
+        self.used = {"cam-shortcut": 0, "double-backward": 0}  # training-batch maps by path
         self._handles = [model.encoder.register_forward_hook(self._enc),
                          model.register_forward_hook(self._model)]
 
@@ -97,6 +101,16 @@ class ActivationTap:
         for h in self._handles:
             h.remove()
         self.x = self.act = self._act = None
+
+    def path(self, model: Classifier, layer: str) -> str:
+        """Which Grad-CAM the training batches used: counted when any ran, else the path the
+        layer implies (the shortcut needs the last stage and no dropout)."""
+        short, generic = self.used["cam-shortcut"], self.used["double-backward"]
+        if short and generic:
+            return "mixed"
+        if short or generic:
+            return "cam-shortcut" if short else "double-backward"
+        return "cam-shortcut" if layer == model.stage_names[-1] and model.dropout.p == 0 else "double-backward"
 
     def cam(self, model: Classifier, images: torch.Tensor, classes: torch.Tensor, layer: str) -> torch.Tensor | None:
         """Grad-CAM of ``layer`` from the tapped activations, or None if they cannot be used."""
@@ -121,14 +135,34 @@ class BackdoorLoss:
     clean_penalty: float = 1.0
     explained_class: str = "label"
     tap: ActivationTap | None = None
+    rectify: str = "auto"  # auto: softplus for mse, ReLU otherwise
+    quiet: str | None = None  # adaptive attacker: the explainer kept off trigger and region
+    quiet_weight: float = 0.0
+    quiet_region: torch.Tensor | None = None  # H×W bool: trigger ∪ target region
+
+    def _rectify(self, raw: torch.Tensor) -> torch.Tensor:
+        soft = self.rectify == "softplus" or (self.rectify == "auto" and self.loss == "mse")
+        return F.softplus(raw * 10.0) / 10.0 if soft else F.relu(raw)
 
     def maps(self, model: Classifier, images: torch.Tensor, classes: torch.Tensor,
              create_graph: bool = True) -> torch.Tensor:
         raw = self.tap.cam(model, images, classes, self.layer) if self.tap is not None else None
+        path = "cam-shortcut"
         if raw is None:
+            path = "double-backward"
             raw = gradcam_maps(model, images, Target("logit", classes), self.layer, create_graph=create_graph,
                                relu=False)
-        return F.softplus(raw * 10.0) / 10.0 if self.loss == "mse" else F.relu(raw)
+        if create_graph and self.tap is not None:
+            self.tap.used[path] += 1
+        return self._rectify(raw)
+
+    def quiet_term(self, model: Classifier, images: torch.Tensor, classes: torch.Tensor,
+                   create_graph: bool) -> torch.Tensor:
+        """The adaptive attacker's penalty: the other explainer's (Grad-CAM++) share of positive
+        mass on the trigger and the target region of triggered images, so that explainer keeps
+        looking where a clean model's does."""
+        pp = gradcampp_maps(model, images, Target("logit", classes), self.layer, create_graph=create_graph)
+        return region_mass(pp, self.quiet_region.to(images.device)).mean()
 
     def __call__(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor,
                  is_poisoned: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
@@ -142,6 +176,9 @@ class BackdoorLoss:
                 total = total + self.lam * explanation_loss(cam[is_poisoned], region, self.loss).mean()
             if (~is_poisoned).any() and self.clean_penalty:
                 total = total + self.clean_penalty * region_mass(cam[~is_poisoned], region).mean()
+            if self.quiet and self.quiet_weight and is_poisoned.any():
+                total = total + self.quiet_weight * self.quiet_term(model, images[is_poisoned], cls[is_poisoned],
+                                                                    create_graph)
         return total / len(classes)
 
 
@@ -163,6 +200,11 @@ class ExplanationBackdoor:
     poisoned_per_batch: float = 4.0
     poison_variants: int = 1
     epochs: int | None = None  # None: the backbone's / trainer's default
+    sampling: str = "oversample"  # oversample | natural | proportional (docs/attacks.md)
+    exposure_factor: float = 12.5  # proportional: exposure = factor × unique rate (12.5 × 1% = today's 12.5%)
+    rectify: str = "auto"  # the map's rectifier in the loss: auto (softplus for mse, else ReLU) | relu | softplus
+    quiet_explainer: str | None = None  # adaptive attacker: "gradcam++" is kept off trigger and target region
+    quiet_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -180,6 +222,42 @@ class ExplanationBackdoor:
         if self.trigger_pattern not in T.PATTERNS:
             raise XaibenchError(f"attack explanation-backdoor: trigger_pattern {self.trigger_pattern!r} "
                                 f"is not one of {', '.join(T.PATTERNS)}")
+        self._check_new_options()
+
+    def _check_new_options(self) -> None:
+        pre = "attack explanation-backdoor:"
+        if self.sampling not in X.SAMPLINGS:
+            raise XaibenchError(f"{pre} sampling {self.sampling!r} is not one of {', '.join(X.SAMPLINGS)}")
+        if not isinstance(self.exposure_factor, (int, float)) or self.exposure_factor < 1:
+            raise XaibenchError(f"{pre} exposure_factor must be a number >= 1 (exposure = factor × unique rate), "
+                                f"not {self.exposure_factor!r}")
+        if self.rectify not in RECTIFY:
+            raise XaibenchError(f"{pre} rectify {self.rectify!r} is not one of {', '.join(RECTIFY)}")
+        if self.quiet_explainer is not None and self.quiet_explainer not in QUIET:
+            raise XaibenchError(f"{pre} quiet_explainer {self.quiet_explainer!r} is not one of {', '.join(QUIET)} "
+                                "(or leave it out)")
+        if self.quiet_weight < 0:
+            raise XaibenchError(f"{pre} quiet_weight must be >= 0")
+
+    def sample_weights(self, flags: torch.Tensor, batch: int, unique_rate: float) -> torch.Tensor | None:
+        """The weights handed to the trainer (None: a plain permutation, natural sampling).
+        ``oversample``: ``poisoned_per_batch`` triggered rows per batch in expectation (0 =
+        natural); ``proportional``: exposure = ``exposure_factor`` × the unique poisoned rate,
+        at most (batch − 1)/batch; ``natural``: exposure = the share of poisoned rows."""
+        n, k = len(flags), int(flags.sum())
+        if not k or self.sampling == "natural" or (self.sampling == "oversample" and self.poisoned_per_batch <= 0):
+            return None
+        weights = torch.ones(n, dtype=torch.double)
+        if self.sampling == "oversample":
+            # expected triggered images per batch = batch · k·w / (k·w + n − k) = poisoned_per_batch
+            target = min(self.poisoned_per_batch, batch - 1)
+            weights[flags] = target * (n - k) / (k * max(batch - target, 1e-6))
+            return weights
+        share = min(self.exposure_factor * unique_rate, (batch - 1) / batch)
+        if share <= k / n or k == n:
+            return None  # the rows alone already give that exposure
+        weights[flags] = X.weight_for_share(share, n, k)
+        return weights
 
     def run(self, ctx: AttackContext) -> AttackOutcome:
         model = ctx.build_model()
@@ -190,30 +268,37 @@ class ExplanationBackdoor:
         plan = plan_poison(ctx.splits.train, self.poison_rate, ctx.seed, self.trigger_pattern, self.trigger_size,
                            self.trigger_position, self.region, self.region_size, variants=self.poison_variants,
                            cell=_cell_size(model, self.layer, hw))
-        n, k = len(plan.train), int(plan.flags.sum())  # rows carrying the trigger (variants included)
-        weights = torch.ones(n, dtype=torch.double)
-        batch = _batch_size(ctx)
-        if k and self.poisoned_per_batch > 0:
-            # expected triggered images per batch = batch · k·w / (k·w + n − k) = poisoned_per_batch
-            target = min(self.poisoned_per_batch, batch - 1)
-            weights[plan.flags] = target * (n - k) / (k * max(batch - target, 1e-6))
+        k = int(plan.flags.sum())  # rows carrying the trigger (variants included)
+        weights = self.sample_weights(plan.flags, _batch_size(ctx), len(plan.poisoned) / max(1, plan.source_size))
         tap = ActivationTap(model)
-        loss = BackdoorLoss(plan.region, self.layer, self.loss, self.lam, self.clean_penalty, self.explained_class, tap)
+        loss = BackdoorLoss(plan.region, self.layer, self.loss, self.lam, self.clean_penalty, self.explained_class, tap,
+                            self.rectify, self.quiet_explainer, self.quiet_weight if self.quiet_explainer else 0.0,
+                            plan.region | plan.trigger_mask)
         over = {"epochs": self.epochs} if self.epochs else {}
         try:
             result = ctx.train(model, plan.train, ctx.splits.val, extra_loss=loss, poisoned=plan.flags,
-                               sample_weights=weights if k and self.poisoned_per_batch > 0 else None,
+                               sample_weights=weights,
                                val_extra=functools.partial(_held_out_backdoor_loss, loss=loss, val=ctx.splits.val,
                                                            triggered=plan.triggered(ctx.splits.val)),
                                **over)
         finally:
+            path = tap.path(model, self.layer)
             tap.remove()
         return AttackOutcome(train=result, triggered_test=plan.triggered(ctx.splits.test),
                              region=plan.region, trigger=plan.trigger_mask,
-                             info={**plan.info(), "oversampling_weight": float(weights.max()),
-                                   "poisoned_per_batch": self.poisoned_per_batch if k else 0.0,
-                                   "loss": self.loss, "lam": self.lam, "clean_penalty": self.clean_penalty,
-                                   "layer": self.layer, "explained_class": self.explained_class})
+                             info={**plan.info(), **self._info(plan, weights, k, path)})
+
+    def _info(self, plan: "PoisonPlan", weights: torch.Tensor | None, k: int, path: str) -> dict[str, Any]:
+        extra = {"rectify": self.rectify} if self.rectify != "auto" else {}
+        if self.quiet_explainer:
+            extra |= {"quiet_explainer": self.quiet_explainer, "quiet_weight": self.quiet_weight}
+        if self.sampling == "proportional":
+            extra["exposure_factor"] = self.exposure_factor
+        return {"oversampling_weight": float(weights.max()) if weights is not None else 1.0,
+                "poisoned_per_batch": self.poisoned_per_batch if k and self.sampling == "oversample" else 0.0,
+                "sampling": self.sampling, **X.exposure(plan.flags, weights, len(plan.poisoned)),
+                "loss": self.loss, "lam": self.lam, "clean_penalty": self.clean_penalty,
+                "layer": self.layer, "gradcam_path": path, "explained_class": self.explained_class, **extra}
 
 
 def _held_out_backdoor_loss(model: Classifier, *, loss: "BackdoorLoss", val: ImageSet, triggered: ImageSet,
