@@ -99,3 +99,112 @@ def test_exposure_rebuilt_from_an_older_info_matches():
 def test_bad_sampling_and_adaptive_options_raise(kw):
     with pytest.raises(XaibenchError, match=f"explanation-backdoor: {next(iter(kw))}"):
         ExplanationBackdoor(**kw)
+
+
+# ----------------------------------------------------------------------------- inner-layer Grad-CAM, adaptive attacker
+
+
+def _steps(model, loss_fn, x, y, flags, steps: int = 12, lr: float = 1e-2) -> list[float]:
+    """A few Adam steps on ``loss_fn`` alone; the loss before each step."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    seen = []
+    for _ in range(steps):
+        model.train()
+        model(x)  # the trainer's forward (the tap sees it; at an inner layer it cannot use it)
+        loss = loss_fn(model, x, y, flags)
+        seen.append(float(loss.detach()))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return seen
+
+
+def _triggered_batch(n: int = 16):
+    from xaibench_plugins.attacks import _trigger as T
+
+    from .test_attacks import toy_images
+
+    data = toy_images(n, seed=5)
+    trig = (28, 2, 32, 6)  # bottom-left, off the ROI
+    x = T.stamp(data.images, T.pattern("checker", 4), trig)
+    region = torch.zeros(32, 32, dtype=torch.bool)
+    region[0:8, 8:16] = True  # one 8-px cell of the 4×4 maps, above the ROI
+    return x, data.labels, region, T.box_mask(trig, (32, 32))
+
+
+def test_inner_layer_gradcam_attack_goes_through_double_backward_and_moves_that_map(tiny_model):
+    import copy
+
+    from xaibench.contracts import Target
+    from xaibench_plugins.attacks.explanation_backdoor import ActivationTap, BackdoorLoss
+    from xaibench_plugins.explainers.gradcam import gradcam_maps
+    from xaibench_plugins.metrics.attack_success import mass
+
+    model = copy.deepcopy(tiny_model)
+    x, y, region, _ = _triggered_batch()
+    flags = torch.ones(len(x), dtype=torch.bool)
+    before = mass(gradcam_maps(model.eval(), x, Target("logit", y), "layer3", create_graph=False), region).mean()
+    tap = ActivationTap(model)
+    try:
+        losses = _steps(model, BackdoorLoss(region, layer="layer3", clean_penalty=0.0, tap=tap), x, y, flags)
+        assert tap.used == {"cam-shortcut": 0, "double-backward": 12}
+        assert tap.path(model, "layer3") == "double-backward"
+    finally:
+        tap.remove()
+    after = mass(gradcam_maps(model.eval(), x, Target("logit", y), "layer3", create_graph=False), region).mean()
+    # soft IoU of a bilinearly upsampled 4×4 map with one cell plateaus near 0.72
+    assert losses[-1] < 0.85 * losses[0]
+    assert float(after) > 3 * float(before) and float(after) > float(before) + 0.15  # the layer-3 map moved there
+
+
+def test_last_stage_uses_the_cam_shortcut(tiny_model):
+    import copy
+
+    from xaibench_plugins.attacks.explanation_backdoor import ActivationTap, BackdoorLoss
+
+    model = copy.deepcopy(tiny_model)
+    x, y, region, _ = _triggered_batch(8)
+    tap = ActivationTap(model)
+    try:
+        _steps(model, BackdoorLoss(region, layer="layer4", tap=tap), x, y, torch.ones(8, dtype=torch.bool), steps=2)
+        assert tap.used == {"cam-shortcut": 2, "double-backward": 0} and tap.path(model, "layer4") == "cam-shortcut"
+    finally:
+        tap.remove()
+
+
+def test_adaptive_attacker_penalises_gradcampp_on_trigger_and_region(tiny_model):
+    """The quiet term adds Grad-CAM++'s mass on trigger ∪ region of triggered images to the
+    loss, and minimising it alone takes that mass down."""
+    import copy
+
+    from xaibench.contracts import Target
+    from xaibench_plugins.attacks.explanation_backdoor import BackdoorLoss
+    from xaibench_plugins.explainers.gradcam import gradcampp_maps
+    from xaibench_plugins.metrics.attack_success import mass
+
+    model = copy.deepcopy(tiny_model).train()
+    x, y, region, trig = _triggered_batch()
+    flags = torch.zeros(len(x), dtype=torch.bool)
+    flags[:8] = True
+    quiet = region | trig
+    plain = BackdoorLoss(region)
+    adaptive = BackdoorLoss(region, quiet="gradcam++", quiet_weight=2.0, quiet_region=quiet)
+    pp = gradcampp_maps(model, x[:8], Target("logit", y[:8]), "layer4", create_graph=False)
+    expected = 2.0 * float(mass(pp, quiet).mean())
+    gap = float(adaptive(model, x, y, flags, create_graph=False) - plain(model, x, y, flags, create_graph=False))
+    assert expected > 0.01 and gap == pytest.approx(expected, rel=1e-4)
+    only = BackdoorLoss(region, lam=0.0, clean_penalty=0.0, quiet="gradcam++", quiet_weight=1.0, quiet_region=quiet)
+    losses = _steps(model, only, x, y, flags)
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_adaptive_attack_runs_through_the_trainer(tiny_model):
+    from xaibench_plugins.backbones.resnet import ResNetBuilder
+
+    b = ResNetBuilder("resnet18", width=0.125, output_stride=8, epochs=1, patience=2)
+    sp = toy_splits(64)
+    ctx = AttackContext(sp, lambda: b(2, (32, 32)), functools.partial(real_train, seed=0, builder=b, progress=False),
+                        0, torch.device("cpu"))
+    out = ExplanationBackdoor(poison_rate=0.1, trigger_size=4, region_size=8, quiet_explainer="gradcam++").run(ctx)
+    assert out.info["quiet_explainer"] == "gradcam++" and out.info["gradcam_path"] == "cam-shortcut"
+    assert np.isfinite(out.train.history["val_extra"]).all()
