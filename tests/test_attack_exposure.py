@@ -143,7 +143,7 @@ def test_inner_layer_gradcam_attack_goes_through_double_backward_and_moves_that_
     model = copy.deepcopy(tiny_model)
     x, y, region, _ = _triggered_batch()
     flags = torch.ones(len(x), dtype=torch.bool)
-    before = mass(gradcam_maps(model.eval(), x, Target("logit", y), "layer3", create_graph=False), region).mean()
+    before = mass(gradcam_maps(model.eval(), x, Target("logit", y), "layer3", create_graph=False).detach(), region).mean()
     tap = ActivationTap(model)
     try:
         losses = _steps(model, BackdoorLoss(region, layer="layer3", clean_penalty=0.0, tap=tap), x, y, flags)
@@ -151,7 +151,7 @@ def test_inner_layer_gradcam_attack_goes_through_double_backward_and_moves_that_
         assert tap.path(model, "layer3") == "double-backward"
     finally:
         tap.remove()
-    after = mass(gradcam_maps(model.eval(), x, Target("logit", y), "layer3", create_graph=False), region).mean()
+    after = mass(gradcam_maps(model.eval(), x, Target("logit", y), "layer3", create_graph=False).detach(), region).mean()
     # soft IoU of a bilinearly upsampled 4×4 map with one cell plateaus near 0.72
     assert losses[-1] < 0.85 * losses[0]
     assert float(after) > 3 * float(before) and float(after) > float(before) + 0.15  # the layer-3 map moved there
