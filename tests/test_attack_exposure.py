@@ -208,3 +208,23 @@ def test_adaptive_attack_runs_through_the_trainer(tiny_model):
     out = ExplanationBackdoor(poison_rate=0.1, trigger_size=4, region_size=8, quiet_explainer="gradcam++").run(ctx)
     assert out.info["quiet_explainer"] == "gradcam++" and out.info["gradcam_path"] == "cam-shortcut"
     assert np.isfinite(out.train.history["val_extra"]).all()
+
+
+def test_relu_region_that_went_negative_has_no_gradient_softplus_keeps_one():
+    """The state the 5% seed may have stuck in (docs/attacks.md): when a class's map is ≤ 0
+    over the whole target region, soft IoU of its ReLU-rectified map is constant, so that
+    group's triggered images give the attack no gradient; ``rectify = "softplus"`` keeps one."""
+    from xaibench_plugins.attacks.explanation_backdoor import BackdoorLoss, explanation_loss
+
+    region = torch.zeros(8, 8, dtype=torch.bool)
+    region[:2, :2] = True
+    raw = torch.rand(3, 8, 8)
+    raw[:, region] = -0.5  # every map negative in the region
+    grads = {}
+    for rect in ("relu", "softplus"):
+        r = raw.clone().requires_grad_(True)
+        explanation_loss(BackdoorLoss(region, rectify=rect)._rectify(r), region, "soft-iou").sum().backward()
+        grads[rect] = r.grad
+    assert float(grads["relu"].abs().sum()) == 0.0
+    assert float(grads["softplus"][:, region].sum()) < 0  # descending raises the map inside the region
+    assert BackdoorLoss(region, loss="mse")._rectify(raw).min() > 0  # auto: mse was already softplus
