@@ -116,9 +116,10 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     g = df.groupby(["attack", "sampling", "rate"], sort=False)
     mean, sd = g[keys].mean(), g[keys].std(ddof=1)
     per = g["success"].apply(lambda v: " / ".join(f"{x:.2f}" for x in v)).rename("seed_success")
-    out = mean.join(sd, rsuffix="_sd").join(g[["actual_rate", "poison_count", "exposure", "presentations"]].mean())
-    out = out.join(per).join(g.size().rename("seeds"))
-    return out.reset_index().sort_values(["sampling", "rate"])
+    out = mean.join(sd.add_suffix("_sd")).join(g[["actual_rate", "poison_count", "exposure", "presentations"]].mean())
+    out = out.join(per).join(g.size().rename("seeds")).reset_index()
+    out["_clean"] = out["attack"] != "none"  # the clean model first
+    return out.sort_values(["_clean", "sampling", "rate"]).drop(columns="_clean")
 
 
 def markdown(agg: pd.DataFrame, command: str) -> str:
@@ -212,8 +213,12 @@ def figure_2d(agg: pd.DataFrame, path: Path) -> None:
     b.set(xscale="log", xlabel="exposure: triggered share of drawn samples (%)", ylim=(-0.03, 1.03),
           title="… and by exposure")
     c.set(xscale="log", xlabel="unique poisoned training images (%)", ylim=(0, 1.03), title="clean accuracy")
+    rates = sorted(100 * att["rate"].unique())
     for ax in (a, b, c):
-        ax.axhline(0.95, color="grey", lw=0.8, ls=":") if ax is not c else None
+        if ax is not c:
+            ax.axhline(0.95, color="grey", lw=0.8, ls=":")
+        if ax is not b:
+            ax.set_xticks(rates, [f"{v:g}" for v in rates])
         ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
