@@ -19,7 +19,7 @@ Usage (from the repository root)::
     python benchmarks/poison_sweep.py --run --out xaibench-results/poison-sweep
     python benchmarks/poison_sweep.py --run --suite poison-exposure-sweep --name poison-exposure-sweep \
         --out xaibench-results/poison-exposure-sweep
-    python benchmarks/poison_sweep.py --toy --out /tmp/toy-sweep --dest /tmp/toy-sweep  # a 1-minute check
+    python benchmarks/poison_sweep.py --toy --out xaibench-results/toy-sweep --dest xaibench-results/toy-sweep  # a pipeline check
 
 writes ``leaderboard/NAME.md`` and ``leaderboard/figures/NAME.png`` (NAME defaults to
 ``poison-rate-sweep``; ``--run`` first runs ``xaibench run --suite SUITE``; without it the
