@@ -22,6 +22,7 @@ from xaibench.contracts import AttackContext, AttackOutcome
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import AttackRecord
 
+from . import _exposure as X
 from . import _trigger as T
 from .explanation_backdoor import plan_poison
 
@@ -53,7 +54,8 @@ class BadNets:
         result = ctx.train(ctx.build_model(), poisoned, ctx.splits.val)
         return AttackOutcome(train=result, triggered_test=plan.triggered(ctx.splits.test),
                              region=None, trigger=plan.trigger_mask,  # no target region: the label is attacked
-                             info={**plan.info(), "target_class": self.target_class, "data_only": True})
+                             info={**plan.info(), "target_class": self.target_class, "data_only": True,
+                                   "sampling": "natural", **X.exposure(plan.flags, None, len(plan.poisoned))})
 
 
 def _make(**options: Any) -> BadNets:

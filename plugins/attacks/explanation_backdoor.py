@@ -17,8 +17,9 @@ prototype's findings, reproduced here):
   map is negative (which is exactly the target region at the start).
 
 Grad-CAM is computed differentiably (``create_graph=True``) by the ``gradcam`` explainer's
-own function; at the last stage of a GAP + linear model that is CAM, and the double
-backward costs almost nothing.
+own function; at the last stage of a GAP + linear model that is CAM, taken from the trainer's
+own forward pass (the loss lives in ``_backdoor_loss``). ``sampling`` sets how often the
+poisoned images are drawn; the info states the resulting exposure (``_exposure``).
 """
 from __future__ import annotations
 
@@ -28,121 +29,17 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import xaibench
-from xaibench.contracts import AttackContext, AttackOutcome, Classifier, ImageSet, Target
+from xaibench.contracts import AttackContext, AttackOutcome, Classifier, ImageSet
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import AttackRecord
 
-from ..explainers._common import upsample
-from ..explainers.gradcam import GradCAM, gradcam_maps
+from ..explainers.gradcam import GradCAM
+from . import _exposure as X
 from . import _trigger as T
-
-LOSSES = ("soft-iou", "mse", "mass")
-CLASSES = ("label", "both")
-
-
-def differentiable_gradcam(model: Classifier, x: torch.Tensor, classes: torch.Tensor, layer: str) -> torch.Tensor:
-    """Grad-CAM maps ``N×H×W`` that stay in the autograd graph: the ``gradcam`` explainer's
-    own function, so attack and evaluation share one implementation."""
-    return gradcam_maps(model, x, Target("logit", classes), layer, create_graph=True)
-
-
-def explanation_loss(cam: torch.Tensor, region: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per-image loss that is 0 when the map sits exactly on ``region`` (H×W, float)."""
-    flat = cam.flatten(1)
-    r = region.flatten().to(cam.dtype)
-    if kind == "mass":
-        return 1.0 - (flat * r).sum(1) / flat.sum(1).clamp_min(1e-8)
-    norm = flat / flat.amax(1, keepdim=True).clamp_min(1e-8)
-    if kind == "mse":
-        return ((norm - r) ** 2).mean(1)
-    inter = (norm * r).sum(1)
-    return 1.0 - inter / (norm + r - norm * r).sum(1).clamp_min(1e-8)
-
-
-def region_mass(cam: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-    """Share of each map's (non-negative) energy inside ``region``."""
-    flat = cam.flatten(1).clamp_min(0)
-    return (flat * region.flatten().to(cam.dtype)).sum(1) / flat.sum(1).clamp_min(1e-8)
-
-
-class ActivationTap:
-    """Keeps the last-stage activations of the trainer's own forward pass, so the backdoor
-    loss reuses them instead of running the model a second time.
-
-    Why: the trainer computes cross-entropy with ``model(images)`` and then calls
-    ``extra_loss(model, images, ...)`` with the *same* tensor. For a GAP + linear head, the
-    Grad-CAM of the last stage is exactly ``ReLU(Σ_k w_ck A_k) / (h·w)`` (∂logit/∂A is
-    ``w_c/(h·w)`` at every position), so the map is a cheap function of activations that
-    are already in the graph: the attack then costs about as much as clean training.
-    When the activations do not belong to ``images`` (another caller, another layer), the
-    loss falls back to the generic differentiable Grad-CAM."""
-
-    def __init__(self, model: Classifier) -> None:
-        self._act: torch.Tensor | None = None
-        self.x: torch.Tensor | None = None
-        self.act: torch.Tensor | None = None
-        self._handles = [model.encoder.register_forward_hook(self._enc),
-                         model.register_forward_hook(self._model)]
-
-    def _enc(self, _m, _i, out) -> None:
-        self._act = out
-
-    def _model(self, _m, args, _out) -> None:
-        self.x, self.act, self._act = (args[0] if args else None), self._act, None
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self.x = self.act = self._act = None
-
-    def cam(self, model: Classifier, images: torch.Tensor, classes: torch.Tensor, layer: str) -> torch.Tensor | None:
-        """Grad-CAM of ``layer`` from the tapped activations, or None if they cannot be used."""
-        a = self.act
-        if (a is None or self.x is not images or not a.requires_grad or layer != model.stage_names[-1]
-                or model.dropout.p > 0 or a.ndim != 4):
-            return None
-        w = model.head.weight[classes]  # N×C
-        raw = torch.einsum("nc,nchw->nhw", w, a) / (a.shape[-2] * a.shape[-1])
-        return upsample(raw, tuple(images.shape[-2:]))
-
-
-@dataclass(frozen=True)
-class BackdoorLoss:
-    """``extra_loss`` for the trainer: λ·(explanation loss on triggered images) +
-    μ·(target-region mass on clean images)."""
-
-    region: torch.Tensor  # H×W bool
-    layer: str = "layer4"
-    loss: str = "soft-iou"
-    lam: float = 1.0
-    clean_penalty: float = 1.0
-    explained_class: str = "label"
-    tap: ActivationTap | None = None
-
-    def maps(self, model: Classifier, images: torch.Tensor, classes: torch.Tensor,
-             create_graph: bool = True) -> torch.Tensor:
-        raw = self.tap.cam(model, images, classes, self.layer) if self.tap is not None else None
-        if raw is None:
-            raw = gradcam_maps(model, images, Target("logit", classes), self.layer, create_graph=create_graph,
-                               relu=False)
-        return F.softplus(raw * 10.0) / 10.0 if self.loss == "mse" else F.relu(raw)
-
-    def __call__(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor,
-                 is_poisoned: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
-        """The loss; ``create_graph=False`` only evaluates it (no second-order graph)."""
-        region = self.region.to(images.device)
-        classes = [labels] if self.explained_class == "label" else [torch.zeros_like(labels), torch.ones_like(labels)]
-        total = images.new_zeros(())
-        for cls in classes:
-            cam = self.maps(model, images, cls, create_graph)
-            if is_poisoned.any() and self.lam:
-                total = total + self.lam * explanation_loss(cam[is_poisoned], region, self.loss).mean()
-            if (~is_poisoned).any() and self.clean_penalty:
-                total = total + self.clean_penalty * region_mass(cam[~is_poisoned], region).mean()
-        return total / len(classes)
+from ._backdoor_loss import (CLASSES, LOSSES, QUIET, RECTIFY, ActivationTap, BackdoorLoss,  # noqa: F401 (re-exported)
+                             differentiable_gradcam, explanation_loss, region_mass)
 
 
 @dataclass(frozen=True)
@@ -163,6 +60,11 @@ class ExplanationBackdoor:
     poisoned_per_batch: float = 4.0
     poison_variants: int = 1
     epochs: int | None = None  # None: the backbone's / trainer's default
+    sampling: str = "oversample"  # oversample | natural | proportional (docs/attacks.md)
+    exposure_factor: float = 12.5  # proportional: exposure = factor × unique rate (12.5 × 1% = today's 12.5%)
+    rectify: str = "auto"  # the map's rectifier in the loss: auto (softplus for mse, else ReLU) | relu | softplus
+    quiet_explainer: str | None = None  # adaptive attacker: "gradcam++" is kept off trigger and target region
+    quiet_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -180,6 +82,42 @@ class ExplanationBackdoor:
         if self.trigger_pattern not in T.PATTERNS:
             raise XaibenchError(f"attack explanation-backdoor: trigger_pattern {self.trigger_pattern!r} "
                                 f"is not one of {', '.join(T.PATTERNS)}")
+        self._check_new_options()
+
+    def _check_new_options(self) -> None:
+        pre = "attack explanation-backdoor:"
+        if self.sampling not in X.SAMPLINGS:
+            raise XaibenchError(f"{pre} sampling {self.sampling!r} is not one of {', '.join(X.SAMPLINGS)}")
+        if not isinstance(self.exposure_factor, (int, float)) or self.exposure_factor < 1:
+            raise XaibenchError(f"{pre} exposure_factor must be a number >= 1 (exposure = factor × unique rate), "
+                                f"not {self.exposure_factor!r}")
+        if self.rectify not in RECTIFY:
+            raise XaibenchError(f"{pre} rectify {self.rectify!r} is not one of {', '.join(RECTIFY)}")
+        if self.quiet_explainer is not None and self.quiet_explainer not in QUIET:
+            raise XaibenchError(f"{pre} quiet_explainer {self.quiet_explainer!r} is not one of {', '.join(QUIET)} "
+                                "(or leave it out)")
+        if self.quiet_weight < 0:
+            raise XaibenchError(f"{pre} quiet_weight must be >= 0")
+
+    def sample_weights(self, flags: torch.Tensor, batch: int, unique_rate: float) -> torch.Tensor | None:
+        """The weights handed to the trainer (None: a plain permutation, natural sampling).
+        ``oversample``: ``poisoned_per_batch`` triggered rows per batch in expectation (0 =
+        natural); ``proportional``: exposure = ``exposure_factor`` × the unique poisoned rate,
+        at most (batch − 1)/batch; ``natural``: exposure = the share of poisoned rows."""
+        n, k = len(flags), int(flags.sum())
+        if not k or self.sampling == "natural" or (self.sampling == "oversample" and self.poisoned_per_batch <= 0):
+            return None
+        weights = torch.ones(n, dtype=torch.double)
+        if self.sampling == "oversample":
+            # expected triggered images per batch = batch · k·w / (k·w + n − k) = poisoned_per_batch
+            target = min(self.poisoned_per_batch, batch - 1)
+            weights[flags] = target * (n - k) / (k * max(batch - target, 1e-6))
+            return weights
+        share = min(self.exposure_factor * unique_rate, (batch - 1) / batch)
+        if share <= k / n or k == n:
+            return None  # the rows alone already give that exposure
+        weights[flags] = X.weight_for_share(share, n, k)
+        return weights
 
     def run(self, ctx: AttackContext) -> AttackOutcome:
         model = ctx.build_model()
@@ -190,30 +128,37 @@ class ExplanationBackdoor:
         plan = plan_poison(ctx.splits.train, self.poison_rate, ctx.seed, self.trigger_pattern, self.trigger_size,
                            self.trigger_position, self.region, self.region_size, variants=self.poison_variants,
                            cell=_cell_size(model, self.layer, hw))
-        n, k = len(plan.train), int(plan.flags.sum())  # rows carrying the trigger (variants included)
-        weights = torch.ones(n, dtype=torch.double)
-        batch = _batch_size(ctx)
-        if k and self.poisoned_per_batch > 0:
-            # expected triggered images per batch = batch · k·w / (k·w + n − k) = poisoned_per_batch
-            target = min(self.poisoned_per_batch, batch - 1)
-            weights[plan.flags] = target * (n - k) / (k * max(batch - target, 1e-6))
+        k = int(plan.flags.sum())  # rows carrying the trigger (variants included)
+        weights = self.sample_weights(plan.flags, _batch_size(ctx), len(plan.poisoned) / max(1, plan.source_size))
         tap = ActivationTap(model)
-        loss = BackdoorLoss(plan.region, self.layer, self.loss, self.lam, self.clean_penalty, self.explained_class, tap)
+        loss = BackdoorLoss(plan.region, self.layer, self.loss, self.lam, self.clean_penalty, self.explained_class, tap,
+                            self.rectify, self.quiet_explainer, self.quiet_weight if self.quiet_explainer else 0.0,
+                            plan.region | plan.trigger_mask)
         over = {"epochs": self.epochs} if self.epochs else {}
         try:
             result = ctx.train(model, plan.train, ctx.splits.val, extra_loss=loss, poisoned=plan.flags,
-                               sample_weights=weights if k and self.poisoned_per_batch > 0 else None,
+                               sample_weights=weights,
                                val_extra=functools.partial(_held_out_backdoor_loss, loss=loss, val=ctx.splits.val,
                                                            triggered=plan.triggered(ctx.splits.val)),
                                **over)
         finally:
+            path = tap.path(model, self.layer)
             tap.remove()
         return AttackOutcome(train=result, triggered_test=plan.triggered(ctx.splits.test),
                              region=plan.region, trigger=plan.trigger_mask,
-                             info={**plan.info(), "oversampling_weight": float(weights.max()),
-                                   "poisoned_per_batch": self.poisoned_per_batch if k else 0.0,
-                                   "loss": self.loss, "lam": self.lam, "clean_penalty": self.clean_penalty,
-                                   "layer": self.layer, "explained_class": self.explained_class})
+                             info={**plan.info(), **self._info(plan, weights, k, path)})
+
+    def _info(self, plan: "PoisonPlan", weights: torch.Tensor | None, k: int, path: str) -> dict[str, Any]:
+        extra = {"rectify": self.rectify} if self.rectify != "auto" else {}
+        if self.quiet_explainer:
+            extra |= {"quiet_explainer": self.quiet_explainer, "quiet_weight": self.quiet_weight}
+        if self.sampling == "proportional":
+            extra["exposure_factor"] = self.exposure_factor
+        return {"oversampling_weight": float(weights.max()) if weights is not None else 1.0,
+                "poisoned_per_batch": self.poisoned_per_batch if k and self.sampling == "oversample" else 0.0,
+                "sampling": self.sampling, **X.exposure(plan.flags, weights, len(plan.poisoned)),
+                "loss": self.loss, "lam": self.lam, "clean_penalty": self.clean_penalty,
+                "layer": self.layer, "gradcam_path": path, "explained_class": self.explained_class, **extra}
 
 
 def _held_out_backdoor_loss(model: Classifier, *, loss: "BackdoorLoss", val: ImageSet, triggered: ImageSet,

@@ -7,6 +7,10 @@ maps of the un-attacked model trained with the same seed (``reference_maps``):
   maps (1 = the clean explanations did not change; the target is ≥ 0.9);
 * ``roi_iou_change`` — per image, IoU with the ROI (top-q, q = ROI area) of the attacked
   model's map minus that of the reference map (0 = localisation unchanged);
+* ``clean_cosine``, ``clean_ssim``, ``clean_zmse`` — per image, the literature's similarities
+  between the two maps (as ``attack-success`` computes them against the target: cosine and
+  SSIM of the min–max normalised maps, SSIM with ``data_range = 1``; MSE of the z-scored maps,
+  2 = the expectation for unrelated maps);
 * the **clean-map signature** a defender could look for: the attack's clean-image penalty
   can push the maps' mass inside the target region to ~0, below a clean model's.
   ``signature_mass_change`` is that mass (attacked − reference) per image;
@@ -29,7 +33,7 @@ from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 
 from ._common import check_maps, factory
-from .attack_success import iou, mass, topq_mask
+from .attack_success import iou, mass, similarities, topq_mask
 
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -74,6 +78,10 @@ class AttackStealth:
         rho = spearman_rows(att.flatten(1).cpu().numpy(), ref.flatten(1).cpu().numpy())
         masks = inp.masks.bool().to(att.device)
         out = [Score("clean_spearman", rho, higher_is_better=True, chance=0.0)]
+        sim = similarities(att, ref)
+        out += [Score("clean_cosine", sim["cosine"].cpu().numpy(), higher_is_better=True, chance=None),
+                Score("clean_ssim", sim["ssim"].cpu().numpy(), higher_is_better=True, chance=None),
+                Score("clean_zmse", sim["zmse"].cpu().numpy(), higher_is_better=False, chance=2.0)]
         if masks.any():
             change = (roi_iou(att, masks) - roi_iou(ref, masks)).cpu().numpy()
             out.append(Score("roi_iou_change", change, higher_is_better=True, chance=None))
@@ -92,4 +100,4 @@ class AttackStealth:
 def xaibench_metrics():
     yield MetricRecord("attack-stealth",
                        "clean-map Spearman and ROI-IoU change vs the un-attacked model; target-mass signature test",
-                       factory("attack-stealth", AttackStealth), family="attack")
+                       factory("attack-stealth", AttackStealth), family="attack", version="2")
