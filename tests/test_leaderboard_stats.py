@@ -139,7 +139,7 @@ def test_prior_row_sits_apart_and_methods_that_do_not_beat_it_are_marked():
                                                                    "noise": None}
     assert abs(t.columns[0].prior - 0.5) < 0.05 and dict(t.ranking.ranks).keys() == {"good", "meh"}
     md = render_summary(s, "md")
-    assert re.search(r"\(chance 0\.100, prior 0\.[45]\d\d\)", md) and "° does not beat the prior (prior-map" in md
+    assert re.search(r"\(chance 0\.100, prior 0\.[45]\d\d\)", md) and "° does not beat the prior of the column's mask (prior-map" in md
     assert "| prior-map (prior)" in md and "| noise (chance)" in md and "\\ " not in md
     tex = render_summary(s, "latex")
     assert tex.count(r"\midrule") == 2  # below the header and above the reference rows
@@ -279,3 +279,14 @@ def test_report_escapes_hostile_labels(tmp_path):
     assert "onerror=alert(1)>" not in page and "<script>" not in page and "<b>x</b>" not in page
     index = (out / "figures" / "README.md").read_text()
     assert "<img" not in index and "<script" not in index
+
+
+def test_each_localisation_column_is_compared_with_the_prior_of_its_own_mask():
+    from xaibench.leaderboard.paired import column_mask, prior_of
+
+    assert column_mask("iou") == "roi" and column_mask("iou@5%") == "roi"
+    assert column_mask("iou@5%@evidence") == "evidence" and column_mask("pointing-game@evidence [triggered]") == "evidence"
+    kinds = {"roi-prior": "prior", "evidence-prior": "prior@evidence", "random": "chance"}
+    assert prior_of("iou", kinds) == "roi-prior"
+    assert prior_of("auprc@evidence", kinds) == "evidence-prior"
+    assert prior_of("iou@roi-left", kinds) is None  # no prior of that mask: nothing is marked

@@ -55,6 +55,9 @@ def explainer_baselines(cells: pd.DataFrame, reg) -> dict[str, str]:
         name = ident.get("name") if isinstance(ident, dict) else None
         if name in known:
             kind = getattr(reg.get("explainer", name), "baseline", None)
+            mask = (ident.get("options") or {}).get("mask", "roi")
+            if kind == "prior" and isinstance(mask, str) and mask != "roi":
+                kind = f"prior@{mask}"  # the prior of another mask: compared with that mask's columns
             if kind:
                 out[str(label)] = str(kind)
     return out

@@ -23,6 +23,23 @@ UNRANKED_FAMILIES = ("explainer",)  # facts about the explainer (cost, map resol
 NOT_EXPLAINERS = ("-", "*")  # model-level rows and across-explainer rows
 
 
+def column_mask(column: str) -> str:
+    """The mask a localisation column scores against: its last ``@name`` suffix that is
+    not a percentage (``iou@5%@evidence`` → evidence), else the ROI."""
+    tags = [t for t in column.split(" [")[0].split("@")[1:] if not t.endswith("%")]
+    return tags[-1] if tags else "roi"
+
+
+def prior_of(column: str, kinds: dict[str, str]) -> str | None:
+    """The prior row (label) that matches ``column``'s mask, from label → baseline kind
+    (``prior`` is the ROI prior, ``prior@MASK`` another mask's)."""
+    want = column_mask(column)
+    for label, kind in kinds.items():
+        if isinstance(kind, str) and kind.split("@")[0] == "prior" and (kind.split("@") + ["roi"])[1] == want:
+            return label
+    return None
+
+
 def _grid(g: pd.DataFrame) -> pd.DataFrame:
     """(seed, image) × explainer values of one column."""
     return g.groupby(["seed", "image", "explainer"])["value"].mean().unstack("explainer").sort_index()
@@ -71,7 +88,7 @@ def _block_scores(df: pd.DataFrame, methods: list[str], columns: list[str]) -> t
 def _one_table(summary: pd.DataFrame, rows: pd.Index, df: pd.DataFrame, family: str) -> None:
     s = summary.loc[rows]
     methods = sorted({e for e, b in zip(s["explainer"], s["baseline"]) if not b})
-    prior = next((e for e, b in zip(s["explainer"], s["baseline"]) if b == "prior"), None)
+    kinds = {e: b for e, b in zip(s["explainer"], s["baseline"]) if b}
     columns = list(dict.fromkeys(s["column"]))
     vs_best, vs_prior = [], []  # (summary row index, raw p)
     for c in columns:
@@ -79,6 +96,7 @@ def _one_table(summary: pd.DataFrame, rows: pd.Index, df: pd.DataFrame, family: 
         grid = _grid(df[df["column"] == c])
         hib = bool(s.loc[crow, "higher_is_better"].iloc[0])
         best = _best(summary, crow, methods)
+        prior = prior_of(c, kinds)
         for i in crow:
             e = s.at[i, "explainer"]
             if e not in methods:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .model import Column, Ranking, Row, Table, Value
-from .paired import PRIOR_FAMILIES, UNRANKED_FAMILIES
+from .paired import PRIOR_FAMILIES, UNRANKED_FAMILIES, prior_of
 from .stats import ALPHA
 from .sweeps import monotonicity_tables
 
@@ -57,10 +57,10 @@ def _table(title: str, g: pd.DataFrame, row_key: str, rank: bool, footer: tuple[
     labels = list(dict.fromkeys(g[row_key]))
     methods = [lab for lab in labels if lab not in kind]
     grid = {(r[row_key], r["column"]): r for _, r in g.iterrows()}
-    prior = next((lab for lab, b in kind.items() if b == "prior"), None) if family in PRIOR_FAMILIES else None
     cols = []
     for key, cg in g.groupby("column", sort=False):
         ch = cg["chance"].dropna()
+        prior = prior_of(str(key), kind) if family in PRIOR_FAMILIES else None
         pv = float(grid[(prior, key)]["mean"]) if prior and (prior, key) in grid else None
         cols.append(Column(str(key), bool(cg["higher_is_better"].iloc[0]), float(ch.mean()) if len(ch) else None, pv))
     best = {}
@@ -113,8 +113,8 @@ def _tests_footer(g: pd.DataFrame, t: Table) -> list[str]:
                    f"seeds, Holm over this table's {n_best} comparisons, α = {ALPHA})")
     n_prior = int(np.isfinite(g["p_vs_prior"].astype(float)).sum())
     if n_prior:
-        prior = next(r.label for r in t.rows if r.baseline == "prior")
-        out.append(f"° does not beat the prior ({prior}: one-sided Wilcoxon signed-rank, Holm over {n_prior} comparisons, "
+        priors = ", ".join(r.label for r in t.rows if (r.baseline or "").split("@")[0] == "prior")
+        out.append(f"° does not beat the prior of the column's mask ({priors}: one-sided Wilcoxon signed-rank, Holm over {n_prior} comparisons, "
                    f"α = {ALPHA}); headers give the uniform chance and the prior's value")
     if t.ranking is not None:
         r = t.ranking
