@@ -44,6 +44,15 @@ class Payload:
         return (open, (self.marker, "w"))
 
 
+def finished_run(root: Path) -> Path:
+    """One tiny finished run under ``root`` (toy data, one epoch, toy-grad, toy-mass): the
+    results folder the fault and bad-input tests copy per case."""
+    from xaibench.cli import main
+
+    assert main(run_argv(suite_file(root), root / "out")) == 0
+    return root / "out"
+
+
 def payload_bytes(marker: Path) -> bytes:
     return pickle.dumps({"cell_id": "x", "boom": Payload(marker)})
 

@@ -14,14 +14,12 @@ import pytest
 
 from xaibench.cli import main
 
-from .faults_helpers import payload_bytes, run_argv, snapshot, suite_file, survives
+from .faults_helpers import finished_run, payload_bytes, run_argv, snapshot, suite_file, survives
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("corpus")
-    assert main(run_argv(suite_file(root), root / "out")) == 0
-    return root / "out"
+    return finished_run(tmp_path_factory.mktemp("corpus"))
 
 
 def _suite_text(t: Path, text: str) -> Path:

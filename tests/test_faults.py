@@ -25,15 +25,13 @@ from xaibench.lock import LOCK, FolderLock
 from xaibench.merge import merge
 from xaibench.store import CellRecord, Store
 
-from .faults_helpers import Payload, payload_bytes, run_argv, snapshot, suite_file
+from .faults_helpers import finished_run, Payload, payload_bytes, run_argv, snapshot, suite_file
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
     """One tiny finished run (toy data, one epoch, toy-grad, toy-mass), copied per test."""
-    root = tmp_path_factory.mktemp("base")
-    assert main(run_argv(suite_file(root), root / "out")) == 0
-    return root / "out"
+    return finished_run(tmp_path_factory.mktemp("base"))
 
 
 def _copy(base: Path, tmp_path: Path) -> Path:
