@@ -67,6 +67,7 @@ COLUMNS = [  # (key, metric name, split, header)
     ("success", "attack_success", "triggered", "Grad-CAM success"),
     ("false_trigger", "false_trigger", "clean", "false triggers"),
     ("target_mass", "target_mass", "triggered", "target mass (triggered)"),
+    ("cosine", "target_cosine", "triggered", "cosine to target (triggered)"),
     ("accuracy", "accuracy", "clean", "clean acc."),
     ("acc_drop", None, None, "clean-acc. drop (pts)"),
     ("acc_triggered", "accuracy", "triggered", "triggered acc."),
@@ -109,14 +110,24 @@ def exposure_from_info(meta: dict) -> dict:
     return rebuild(meta)
 
 
+def _t_half(v: pd.Series) -> float:
+    """Half-width of the 95% Student-t interval over seeds (the leaderboard's rule for one
+    value per seed: a bootstrap over three numbers would be too narrow)."""
+    from xaibench.leaderboard.stats import t_interval
+
+    lo, hi = t_interval(v.to_numpy())
+    return (hi - lo) / 2 if np.isfinite(lo) and len(v.dropna()) > 1 else np.nan
+
+
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sd over seeds per (attack, sampling, rate); ``seed_success`` lists each
-    seed's success, so a failed seed is visible and not only folded into the sd."""
+    """Mean and 95% t-interval half-width over seeds per (attack, sampling, rate);
+    ``seed_success`` lists each seed's success, so a failed seed is visible and not only
+    folded into the interval."""
     keys = [c[0] for c in COLUMNS]
     g = df.groupby(["attack", "sampling", "rate"], sort=False)
-    mean, sd = g[keys].mean(), g[keys].std(ddof=1)
+    mean, sd = g[keys].mean(), g[keys].agg(_t_half)
     per = g["success"].apply(lambda v: " / ".join(f"{x:.2f}" for x in v)).rename("seed_success")
-    out = mean.join(sd.add_suffix("_sd")).join(g[["actual_rate", "poison_count", "exposure", "presentations"]].mean())
+    out = mean.join(sd.add_suffix("_ci")).join(g[["actual_rate", "poison_count", "exposure", "presentations"]].mean())
     out = out.join(per).join(g.size().rename("seeds")).reset_index()
     out["_clean"] = out["attack"] != "none"  # the clean model first
     return out.sort_values(["_clean", "sampling", "rate"]).drop(columns="_clean")
@@ -126,9 +137,13 @@ def markdown(agg: pd.DataFrame, command: str) -> str:
     head = (["poison rate", "actual (unique images)", "sampling", "exposure (triggered share of draws)",
              "presentations / poisoned image / epoch"] + [c[3] for c in COLUMNS] + ["success per seed"])
     lines = ["# Poison-rate sweep: the explanation backdoor on synthetic-hippocampus / resnet18", "",
-             "Mean ± standard deviation over seeds (each seed's value is the mean over every test image). "
+             "Mean ± half-width of the 95% Student-t interval over seeds (the unit of resampling: each seed's "
+             "value is the mean over every test image; a seed's success is listed on its own so a failed seed "
+             "stays visible). "
              "Success = triggered test images whose Grad-CAM top-q mask (q = target-region area) has IoU ≥ 0.5 "
-             "with the target region; false triggers = the same rule on clean images; Spearman and ROI IoU change "
+             "with the target region; false triggers = the same rule on clean images; cosine = the min–max "
+             "normalised triggered map against the target region (the similarity the literature reports; "
+             "docs/metrics.md); Spearman and ROI IoU change "
              "compare clean-image maps with the clean model of the same seed. Targets at 1 %: success ≥ 95 %, "
              "drop ≤ 1 pt, triggered acc. within 1 pt, false triggers ≤ 1 %, Spearman ≥ 0.9. "
              "Exposure = the expected share of drawn training samples that carry the trigger under the attack's "
@@ -142,7 +157,7 @@ def markdown(agg: pd.DataFrame, command: str) -> str:
         pres = "—" if r["attack"] == "none" else f"{r['presentations']:.1f}"
         cells = [label, actual, r["sampling"], expo, pres]
         for key, *_ in COLUMNS:
-            m, s = r[key], r[f"{key}_sd"]
+            m, s = r[key], r[f"{key}_ci"]
             if not np.isfinite(m):
                 cells.append("—")
             elif key == "acc_drop":
@@ -170,17 +185,17 @@ def figure(agg: pd.DataFrame, path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     for key, label, style in (("success", "Grad-CAM attack success", "o-"), ("false_trigger", "false-trigger rate", "s--"),
                               ("target_mass", "target mass (triggered)", "^:")):
-        a.errorbar(x, att[key], yerr=att[f"{key}_sd"], fmt=style, capsize=3, label=label)
+        a.errorbar(x, att[key], yerr=att[f"{key}_ci"], fmt=style, capsize=3, label=label)
     a.axhline(0.95, color="grey", lw=0.8, ls=":")
     a.set(xscale="log", xlabel="poisoned training images (%)", ylabel="share of test images", ylim=(-0.03, 1.03),
           title="Does the map move? (triggered vs clean)")
     a.legend(fontsize=8, loc="center right")
     for key, label, style in (("accuracy", "clean accuracy", "o-"), ("acc_triggered", "triggered accuracy", "s--"),
                               ("spearman", "clean-map Spearman vs clean model", "^:")):
-        b.errorbar(x, att[key], yerr=att[f"{key}_sd"], fmt=style, capsize=3, label=label)
+        b.errorbar(x, att[key], yerr=att[f"{key}_ci"], fmt=style, capsize=3, label=label)
     if len(clean):
-        m, s = float(clean["accuracy"].iloc[0]), float(np.nan_to_num(clean["accuracy_sd"].iloc[0]))
-        b.axhspan(m - s, m + s, color="grey", alpha=0.2, label="clean model accuracy (± sd)")
+        m, s = float(clean["accuracy"].iloc[0]), float(np.nan_to_num(clean["accuracy_ci"].iloc[0]))
+        b.axhspan(m - s, m + s, color="grey", alpha=0.2, label="clean model accuracy (95% t-interval)")
     b.set(xscale="log", xlabel="poisoned training images (%)", ylim=(0, 1.03), title="Does anything else change?")
     b.legend(fontsize=8, loc="lower left")
     for ax in (a, b):
@@ -194,20 +209,20 @@ def figure(agg: pd.DataFrame, path: Path) -> None:
 
 def figure_2d(agg: pd.DataFrame, path: Path) -> None:
     """Success against the unique rate and against the exposure, and clean accuracy, one line
-    per sampling (error bars: sd over seeds)."""
+    per sampling (error bars: 95% t-interval over seeds)."""
     import matplotlib.pyplot as plt
 
     att, clean = agg[agg["attack"] != "none"], agg[agg["attack"] == "none"]
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(14, 3.8))
     for sampling, g in att.groupby("sampling"):
         x, e = 100 * g["rate"].to_numpy(), 100 * g["exposure"].to_numpy()
-        line = a.errorbar(x, g["success"], yerr=g["success_sd"], fmt="o-", capsize=3, label=f"{sampling}: success")
+        line = a.errorbar(x, g["success"], yerr=g["success_ci"], fmt="o-", capsize=3, label=f"{sampling}: success")
         a.plot(x, g["false_trigger"], "s--", color=line[0].get_color(), alpha=0.6, label=f"{sampling}: false triggers")
-        b.errorbar(e, g["success"], yerr=g["success_sd"], fmt="o-", capsize=3, label=sampling)
-        c.errorbar(x, g["accuracy"], yerr=g["accuracy_sd"], fmt="o-", capsize=3, label=sampling)
+        b.errorbar(e, g["success"], yerr=g["success_ci"], fmt="o-", capsize=3, label=sampling)
+        c.errorbar(x, g["accuracy"], yerr=g["accuracy_ci"], fmt="o-", capsize=3, label=sampling)
     if len(clean):
-        m, sd = float(clean["accuracy"].iloc[0]), float(np.nan_to_num(clean["accuracy_sd"].iloc[0]))
-        c.axhspan(m - sd, m + sd, color="grey", alpha=0.2, label="clean model (± sd)")
+        m, sd = float(clean["accuracy"].iloc[0]), float(np.nan_to_num(clean["accuracy_ci"].iloc[0]))
+        c.axhspan(m - sd, m + sd, color="grey", alpha=0.2, label="clean model (95% t-interval)")
     a.set(xscale="log", xlabel="unique poisoned training images (%)", ylabel="share of test images",
           ylim=(-0.03, 1.03), title="Grad-CAM success by unique rate")
     b.set(xscale="log", xlabel="exposure: triggered share of drawn samples (%)", ylim=(-0.03, 1.03),

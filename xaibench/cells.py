@@ -7,6 +7,7 @@ atomically, content-addressed) and the store rows they return.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import subprocess
@@ -218,6 +219,15 @@ def _to_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return model.to(device, memory_format=torch.channels_last).eval()
 
 
+def _clean_copy(session: Session, task: ModelTask) -> torch.nn.Module:
+    """A trainable copy of ``task``'s clean model (trained and cached first if need be), so
+    an attack that fine-tunes never alters the cached clean model."""
+    model = copy.deepcopy(train_model(session, task.clean())[0]).to(memory_format=torch.contiguous_format)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
 def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, AttackOutcome]:
     """Load the model of ``task`` from the cache, or train it (through its attack); a
     freshly trained model's store record goes to ``session.pending``."""
@@ -251,7 +261,8 @@ def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, Att
         build_model=lambda: builder(num_classes=2, image_size=splits.image_size),
         train=partial(train, seed=task.seed, device=session.device, builder=builder,
                       progress=session.cfg.progress, desc=desc),
-        seed=task.seed, device=session.device)
+        seed=task.seed, device=session.device,
+        clean_model=None if task.attack.name == "none" else partial(_clean_copy, session, task))
     torch.manual_seed(task.seed)
     outcome = attack.run(ctx)
     model = _to_device(outcome.train.model, session.device)

@@ -356,6 +356,9 @@ class AttackContext:
     train: Callable[..., TrainResult]
     seed: int
     device: torch.device
+    # A fresh copy of the clean model of the same dataset, backbone and seed (trained once and
+    # cached like any model): attacks that fine-tune a victim's model start from it.
+    clean_model: Callable[[], Classifier] | None = None
 
 
 @dataclass(frozen=True)

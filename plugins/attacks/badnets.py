@@ -24,7 +24,7 @@ from xaibench.hookspecs import AttackRecord
 
 from . import _exposure as X
 from . import _trigger as T
-from .explanation_backdoor import plan_poison
+from .explanation_backdoor import INITS, initial_model, plan_poison
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,13 @@ class BadNets:
     trigger_pattern: str = "checker"
     trigger_size: int | None = None  # None: 3/32 of the image side (6 px at 64 px)
     trigger_position: Any = "auto"
+    init: str = "scratch"  # scratch: a new model; clean: fine-tune the clean model of the same seed (shared, cached)
+    epochs: int | None = None  # None: the backbone's
+    lr: float | None = None  # None: the backbone's learning rate
 
     def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise XaibenchError(f"attack badnets: init {self.init!r} is not one of {', '.join(INITS)}")
         if self.target_class not in (0, 1):
             raise XaibenchError(f"attack badnets: target_class must be 0 or 1, not {self.target_class!r}")
         if self.trigger_pattern not in T.PATTERNS:
@@ -51,11 +56,12 @@ class BadNets:
         labels[plan.poisoned] = self.target_class
         poisoned = plan.train.__class__(plan.train.images, labels, plan.train.masks, plan.train.subject_ids,
                                         plan.train.meta)
-        result = ctx.train(ctx.build_model(), poisoned, ctx.splits.val)
+        over = {k: v for k, v in (("epochs", self.epochs), ("lr", self.lr)) if v}
+        result = ctx.train(initial_model(ctx, self.init, "badnets"), poisoned, ctx.splits.val, **over)
         return AttackOutcome(train=result, triggered_test=plan.triggered(ctx.splits.test),
                              region=None, trigger=plan.trigger_mask,  # no target region: the label is attacked
                              info={**plan.info(), "target_class": self.target_class, "data_only": True,
-                                   "sampling": "natural", **X.exposure(plan.flags, None, len(plan.poisoned))})
+                                   "sampling": "natural", "init": self.init, **X.exposure(plan.flags, None, len(plan.poisoned))})
 
 
 def _make(**options: Any) -> BadNets:

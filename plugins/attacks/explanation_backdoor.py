@@ -65,6 +65,8 @@ class ExplanationBackdoor:
     rectify: str = "auto"  # the map's rectifier in the loss: auto (softplus for mse, else ReLU) | relu | softplus
     quiet_explainer: str | None = None  # adaptive attacker: "gradcam++" is kept off trigger and target region
     quiet_weight: float = 1.0
+    init: str = "scratch"  # scratch: a new model; clean: fine-tune the clean model of the same seed (shared, cached)
+    lr: float | None = None  # None: the backbone's learning rate
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -96,6 +98,8 @@ class ExplanationBackdoor:
         if self.quiet_explainer is not None and self.quiet_explainer not in QUIET:
             raise XaibenchError(f"{pre} quiet_explainer {self.quiet_explainer!r} is not one of {', '.join(QUIET)} "
                                 "(or leave it out)")
+        if self.init not in INITS:
+            raise XaibenchError(f"{pre} init {self.init!r} is not one of {', '.join(INITS)}")
         if self.quiet_weight < 0:
             raise XaibenchError(f"{pre} quiet_weight must be >= 0")
 
@@ -120,7 +124,7 @@ class ExplanationBackdoor:
         return weights
 
     def run(self, ctx: AttackContext) -> AttackOutcome:
-        model = ctx.build_model()
+        model = initial_model(ctx, self.init, "explanation-backdoor")
         if self.layer not in model.stage_names:
             raise XaibenchError(f"attack explanation-backdoor: layer {self.layer!r} is not one of "
                                 f"{', '.join(model.stage_names)}")
@@ -134,7 +138,7 @@ class ExplanationBackdoor:
         loss = BackdoorLoss(plan.region, self.layer, self.loss, self.lam, self.clean_penalty, self.explained_class, tap,
                             self.rectify, self.quiet_explainer, self.quiet_weight if self.quiet_explainer else 0.0,
                             plan.region | plan.trigger_mask)
-        over = {"epochs": self.epochs} if self.epochs else {}
+        over = {k: v for k, v in (("epochs", self.epochs), ("lr", self.lr)) if v}
         try:
             result = ctx.train(model, plan.train, ctx.splits.val, extra_loss=loss, poisoned=plan.flags,
                                sample_weights=weights,
@@ -158,7 +162,20 @@ class ExplanationBackdoor:
                 "poisoned_per_batch": self.poisoned_per_batch if k and self.sampling == "oversample" else 0.0,
                 "sampling": self.sampling, **X.exposure(plan.flags, weights, len(plan.poisoned)),
                 "loss": self.loss, "lam": self.lam, "clean_penalty": self.clean_penalty,
-                "layer": self.layer, "gradcam_path": path, "explained_class": self.explained_class, **extra}
+                "layer": self.layer, "gradcam_path": path, "explained_class": self.explained_class,
+                "init": self.init, **extra}
+
+
+INITS = ("scratch", "clean")
+
+
+def initial_model(ctx: AttackContext, init: str, attack: str) -> Classifier:
+    """The model an attack trains: a new one, or a copy of the victim's clean model."""
+    if init == "scratch":
+        return ctx.build_model()
+    if ctx.clean_model is None:
+        raise XaibenchError(f"attack {attack}: init = 'clean' needs the clean model, which this runner does not provide")
+    return ctx.clean_model()
 
 
 def _held_out_backdoor_loss(model: Classifier, *, loss: "BackdoorLoss", val: ImageSet, triggered: ImageSet,
