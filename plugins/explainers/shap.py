@@ -13,6 +13,10 @@ So the draws are made per image exactly as a one-image ``GradientShap`` call mak
 ``np.random.seed(image_seed(seed, i))`` (``choice`` of baselines, then ``uniform`` α), and the
 (image, sample) rows are pushed through the model in full passes of ``chunk_size``. Tested
 equal to captum's per-image call with those seeds; independent of ``chunk_size``.
+
+``expected-gradients`` (Erion et al., 2021) is registered as a second name for the same
+explainer: expected gradients *is* this computation (the expectation over reference baselines
+and α of ``(x − b) · ∂score/∂x``), so the two names give identical maps (tested).
 """
 from __future__ import annotations
 
@@ -75,3 +79,6 @@ class Shap:
 def xaibench_explainers():
     yield ExplainerRecord("shap", "GradientSHAP (captum's definition, batched; baselines from training images)",
                           factory("shap", Shap), conformance={"samples": 3})
+    yield ExplainerRecord("expected-gradients", "expected gradients: another name for shap (GradientSHAP, captum's "
+                          "definition, batched; baselines from training images)",
+                          factory("expected-gradients", Shap), conformance={"samples": 3})
