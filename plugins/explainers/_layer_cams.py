@@ -92,9 +92,10 @@ def layer_cam_maps(model: Classifier, x: torch.Tensor, target: Target, variant: 
     """``variant`` maps ``N×H×W`` of ``x`` for ``target`` at a stage (``layer`` or the default);
     differentiable w.r.t. the parameters (and ``x``) when ``create_graph``. One pass, no chunks."""
     names = resolve_layer(variant, model, layer)
-    if not x.requires_grad:  # the stage output must be in a graph even if no parameter trains
+    needs_graph = create_graph or variant not in GRADIENT_FREE
+    if needs_graph and not x.requires_grad:  # the stage output must be in a graph even if no parameter trains
         x = x.detach().requires_grad_(True)
-    with torch.enable_grad(), stage_outputs(model, names) as acts:
+    with torch.set_grad_enabled(needs_graph), stage_outputs(model, names) as acts:
         score = target(model, x)
         name = names[0] if len(names) == 1 else pick_layer({n: tuple(a.shape[-2:]) for n, a in acts.items()})
         return cam_from_layer(variant, acts[name], score, tuple(x.shape[2:]), create_graph, relu)
