@@ -255,6 +255,7 @@ def test_fullgrad_equals_the_library(tiny_model, data, targets):
     np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-5)
     with pytest.raises(XaibenchError, match="fullgrad.*layer"):
         FullGrad(layer="layer2")
+    assert FullGrad().describe is None  # no layer, so no IoU ceiling of a layer's resolution
 
 
 def test_finercam_equals_the_library_default_target(tiny_model, data, targets):

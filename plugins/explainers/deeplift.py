@@ -36,7 +36,9 @@ class DeepLift:
     """DeepLIFT (Rescale) against a ``baseline`` image: zeros | mean | blurred."""
 
     baseline: str = "zeros"
+    """zeros (black), mean (the reference images' per-pixel mean) or blurred (the image under a Gaussian)"""
     blur_sigma: float = 5.0
+    """σ in pixels of the blurred baseline"""
 
     def __post_init__(self) -> None:
         check("deeplift", "baseline", self.baseline in BASELINES, f"one of {', '.join(BASELINES)}")

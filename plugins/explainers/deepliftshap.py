@@ -32,6 +32,7 @@ class DeepLiftShap:
     """DeepLIFT-SHAP over the first ``baselines`` reference images."""
 
     baselines: int = 8
+    """how many reference images (the first ones) form the baseline distribution; at least 2"""
 
     def __post_init__(self) -> None:
         check("deepliftshap", "baselines", isinstance(self.baselines, int) and self.baselines >= 2, "an integer ≥ 2")

@@ -32,9 +32,13 @@ class FeatureAblation:
     """Ablation of patch or superpixel features; ``features``, ``patch``, ``segments``, ``baseline``."""
 
     features: str = "patches"
+    """patches (a fixed square grid) or slic (superpixels of each image)"""
     patch: int = 8
+    """side of the grid's squares in pixels"""
     segments: int = 64
+    """SLIC's target number of superpixels (features = slic)"""
     baseline: float = 0.0
+    """intensity of an ablated feature (0 = black, the MRI background)"""
 
     def __post_init__(self) -> None:
         check("feature-ablation", "features", self.features in SEGMENTATIONS, f"one of {', '.join(SEGMENTATIONS)}")

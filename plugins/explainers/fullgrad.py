@@ -25,6 +25,7 @@ class FullGrad(LibraryCAM):
     """must stay unset (or auto): FullGrad uses the biases of every layer"""
 
     variant = "fullgrad"
+    describe = None  # no single layer, so no IoU ceiling of a layer's resolution
 
     def __post_init__(self) -> None:
         check("fullgrad", "layer", self.layer in (None, "auto"), "unset: FullGrad uses every layer")

@@ -9,7 +9,7 @@ written natively (see ``_layer_cams``) so it is batched, stays on the device and
 differentiable (``layer_cam_maps(..., create_graph=True)``).
 
 Options: ``layer`` — a stage name or ``auto`` (default: the deepest stage whose map is at least
-8×8 cells, as ``gradcam``); ``relu`` (default true) — the final ReLU, as the library applies.
+8×8 cells, as ``gradcam``); ``relu`` — the final ReLU, as the library applies (default true).
 """
 from __future__ import annotations
 

@@ -11,9 +11,10 @@ Features, seeding and batching as ``lime``: a fixed ``patches`` grid (16 px: 16 
 64×64 image) or ``slic`` superpixels; each image's samples drawn after seeding with the
 image's seed and sent through the model ``chunk_size`` at a time.
 
-Options: ``n_samples`` (64) — coalitions per image; ``features`` — patches or slic; ``patch``
-(16) — the grid's square side in pixels; ``segments`` (16) — the SLIC target number of
-superpixels; ``baseline`` (0.0) — the intensity of a removed feature.
+Options: ``n_samples`` — coalitions per image (64); ``features`` — patches (a fixed square grid)
+or slic (superpixels of each image); ``patch`` — side of the grid's squares in pixels (16);
+``segments`` — SLIC's target number of superpixels (16); ``baseline`` — intensity of a removed
+feature (0 = black).
 """
 from __future__ import annotations
 

@@ -37,10 +37,15 @@ class Lime:
     """LIME on patch or superpixel features; ``n_samples`` per image."""
 
     n_samples: int = 64
+    """perturbed samples per image"""
     features: str = "patches"
+    """patches (a fixed square grid) or slic (superpixels of each image)"""
     patch: int = 16
+    """side of the grid's squares in pixels"""
     segments: int = 16
+    """SLIC's target number of superpixels (features = slic)"""
     baseline: float = 0.0
+    """intensity of a removed feature (0 = black)"""
 
     name = "lime"
 

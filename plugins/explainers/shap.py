@@ -44,6 +44,7 @@ class Shap:
     """GradientSHAP with baselines drawn from the reference images; ``samples`` per image."""
 
     samples: int = 32
+    """draws of (reference image, α) per image"""
 
     def __post_init__(self) -> None:
         check("shap", "samples", isinstance(self.samples, int) and self.samples >= 1, "an integer ≥ 1")

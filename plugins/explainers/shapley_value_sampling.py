@@ -34,8 +34,11 @@ class ShapleyValueSampling:
     """Shapley value sampling over a patch grid; ``n_samples`` orderings."""
 
     n_samples: int = 4
+    """random feature orderings"""
     patch: int = 16
+    """side of the grid's squares in pixels (the features)"""
     baseline: float = 0.0
+    """intensity of a feature not yet added (0 = black)"""
 
     def __post_init__(self) -> None:
         check("shapley-value-sampling", "n_samples", isinstance(self.n_samples, int) and self.n_samples >= 1,
