@@ -5,7 +5,9 @@
 Lasso, α = 0.01, samples weighted by an exponential cosine kernel of their distance to the
 image) is fitted to the scores; each pixel gets its feature's coefficient. Signed: positive =
 keeping the feature raises the score. One channel. Sampling noise is large at the small default
-count (chosen so the benchmark stays cheap); raise ``n_samples`` for stable maps.
+count (chosen so the benchmark stays cheap); raise ``n_samples`` for stable maps. The Lasso's
+α = 0.01 is absolute: when the score barely moves between samples (an untrained model, scores
+varying by hundredths) every coefficient is zero and so is the map.
 
 Features (see ``_captum_family``): ``patches`` — a fixed grid of ``patch``×``patch`` squares
 (16 px: 16 features on a 64×64 image) or ``slic`` superpixels (``segments``).
