@@ -287,3 +287,18 @@ def test_library_cams_leave_the_model_and_its_grads_as_found(tiny_model, data, t
     assert [len(m._forward_hooks) + len(m._backward_hooks) for m in tiny_model.modules()] == hooks
     assert [tiny_model.stage(n) for n in tiny_model.stage_names] == stages
     assert not tiny_model.training
+
+
+ALL = {**{name: (lambda cls=cls: cls()) for name, (cls, _) in NATIVE.items()},
+       "scorecam": ScoreCAM, "ablationcam": AblationCAM, "fullgrad": FullGrad, "kpca-cam": KPCACAM, "fem": FEM,
+       "shapleycam": ShapleyCAM, "finercam": FinerCAM}
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_chunk_size_does_not_change_cam_maps(tiny_model, data, targets, name):
+    x, ref = data
+    t = targets["group-direction"]
+    big = ALL[name]().explain(tiny_model, x, t, ctx(ref, chunk=64))
+    small = ALL[name]().explain(tiny_model, x, t, ctx(ref, chunk=3))
+    assert big.shape == (N, S, S) and big.dtype == torch.float32 and torch.isfinite(big).all() and big.min() >= 0
+    torch.testing.assert_close(small, big, rtol=1e-4, atol=1e-5 * float(big.abs().max()))
