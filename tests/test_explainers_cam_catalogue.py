@@ -54,7 +54,8 @@ def library(tiny_model, t, ref_name, layer, x, **kw):
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    cam = getattr(pytorch_grad_cam, ref_name)(model=ScoreModel(tiny_model, t), target_layers=[tiny_model.stage(layer)], **kw)
+    cam = getattr(pytorch_grad_cam, ref_name)(model=ScoreModel(tiny_model, t), target_layers=[tiny_model.stage(layer)],
+                                              **kw)
     try:
         return cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in t.classes])
     finally:

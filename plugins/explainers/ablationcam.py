@@ -31,7 +31,8 @@ class AblationCAM(LibraryCAM):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check("ablationcam", "ratio", isinstance(self.ratio, (int, float)) and 0 < self.ratio <= 1, "a number in (0, 1]")
+        check("ablationcam", "ratio", isinstance(self.ratio, (int, float)) and 0 < self.ratio <= 1,
+              "a number in (0, 1]")
 
     def library_kwargs(self) -> dict:
         return {"ratio_channels_to_ablate": float(self.ratio)}
@@ -39,5 +40,6 @@ class AblationCAM(LibraryCAM):
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("ablationcam", "Ablation-CAM at a feature stage (pytorch-grad-cam; score drop per zeroed channel)",
+    yield ExplainerRecord("ablationcam",
+                          "Ablation-CAM at a feature stage (pytorch-grad-cam; score drop per zeroed channel)",
                           factory("ablationcam", AblationCAM), layer_based=True)

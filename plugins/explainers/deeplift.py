@@ -2,10 +2,11 @@
 
 ``(x − b) · m``, where the multipliers ``m`` replace each nonlinearity's gradient by the ratio
 of its output and input differences between the image and the baseline ``b``. Signed:
-positive = moving from the baseline to the pixel's value raises the score. Summation-to-delta (the map sums to score(x) − score(b)) is
-not exact on the timm ResNets here: the sum is off by captum's own convergence delta (tested),
-from a few percent to tens of percent on the test model (the stem's max-pool, whose DeepLIFT
-rule does not conserve, is the likely source). One input channel, no reduction.
+positive = moving from the baseline to the pixel's value raises the score. Summation-to-delta
+(the map sums to score(x) − score(b)) is not exact on the timm ResNets here: the sum is off by
+captum's own convergence delta (tested), from a few percent to tens of percent on the test
+model. The source is the stem's max-pool, whose DeepLIFT rule does not conserve: with it
+replaced by an average pool the delta vanishes (checked by hand, not a test). One input channel, no reduction.
 
 Captum applies the rule to ReLU modules; the functional operations inside the model (the
 grayscale → RGB copy, the input normalisation, the average pool) are linear, where the rule is
@@ -42,7 +43,8 @@ class DeepLift:
 
     def __post_init__(self) -> None:
         check("deeplift", "baseline", self.baseline in BASELINES, f"one of {', '.join(BASELINES)}")
-        check("deeplift", "blur_sigma", isinstance(self.blur_sigma, (int, float)) and self.blur_sigma > 0, "a number > 0")
+        check("deeplift", "blur_sigma", isinstance(self.blur_sigma, (int, float)) and self.blur_sigma > 0,
+              "a number > 0")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
         check_input("deeplift", x)

@@ -35,5 +35,6 @@ class EigenCAM(LayerCAMFamily):
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("eigencam", "Eigen-CAM at a feature stage (first principal component of activations; class-agnostic)",
+    yield ExplainerRecord("eigencam",
+                          "Eigen-CAM at a feature stage (first principal component of activations; class-agnostic)",
                           factory("eigencam", EigenCAM), layer_based=True)

@@ -33,5 +33,6 @@ class EigenGradCAM(LayerCAMFamily):
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("eigengradcam", "Eigen-Grad-CAM at a feature stage (first principal component of gradient ⊙ activation)",
+    yield ExplainerRecord("eigengradcam",
+                          "Eigen-Grad-CAM at a feature stage (first principal component of gradient ⊙ activation)",
                           factory("eigengradcam", EigenGradCAM), layer_based=True)

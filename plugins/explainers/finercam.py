@@ -36,5 +36,6 @@ class FinerCAM(LibraryCAM):
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("finercam", "Finer-CAM at a feature stage (pytorch-grad-cam; Grad-CAM of class minus closest classes)",
+    yield ExplainerRecord("finercam",
+                          "Finer-CAM at a feature stage (pytorch-grad-cam; Grad-CAM of class minus closest classes)",
                           factory("finercam", FinerCAM), layer_based=True)

@@ -33,5 +33,6 @@ class FullGrad(LibraryCAM):
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("fullgrad", "FullGrad (pytorch-grad-cam; input-gradient and bias-gradient maps of every layer)",
+    yield ExplainerRecord("fullgrad",
+                          "FullGrad (pytorch-grad-cam; input-gradient and bias-gradient maps of every layer)",
                           factory("fullgrad", FullGrad))

@@ -31,5 +31,6 @@ class GradCAMElementWise(LayerCAMFamily):
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("gradcam-elementwise", "element-wise Grad-CAM at a feature stage (ReLU of gradient ⊙ activation; bilinear)",
+    yield ExplainerRecord("gradcam-elementwise",
+                          "element-wise Grad-CAM at a feature stage (ReLU of gradient ⊙ activation; bilinear)",
                           factory("gradcam-elementwise", GradCAMElementWise), layer_based=True)

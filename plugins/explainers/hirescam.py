@@ -31,5 +31,6 @@ class HiResCAM(LayerCAMFamily):
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("hirescam", "HiResCAM at a feature stage (gradient ⊙ activation summed over channels; bilinear, ReLU)",
+    yield ExplainerRecord("hirescam",
+                          "HiResCAM at a feature stage (gradient ⊙ activation summed over channels; bilinear, ReLU)",
                           factory("hirescam", HiResCAM), layer_based=True)

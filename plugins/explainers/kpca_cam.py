@@ -36,7 +36,8 @@ class KPCACAM(LibraryCAM):
     def __post_init__(self) -> None:
         super().__post_init__()
         check("kpca-cam", "kernel", self.kernel in KERNELS, f"one of {', '.join(KERNELS)}")
-        check("kpca-cam", "gamma", self.gamma is None or (isinstance(self.gamma, (int, float)) and self.gamma > 0), "a number > 0 or unset")
+        check("kpca-cam", "gamma", self.gamma is None or (isinstance(self.gamma, (int, float)) and self.gamma > 0),
+              "a number > 0 or unset")
 
     def library_kwargs(self) -> dict:
         return {"kernel": self.kernel, "gamma": self.gamma}
@@ -44,5 +45,6 @@ class KPCACAM(LibraryCAM):
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("kpca-cam", "KPCA-CAM at a feature stage (pytorch-grad-cam; kernel PCA of activations, class-agnostic)",
+    yield ExplainerRecord("kpca-cam",
+                          "KPCA-CAM at a feature stage (pytorch-grad-cam; kernel PCA of activations, class-agnostic)",
                           factory("kpca-cam", KPCACAM), layer_based=True)

@@ -29,5 +29,6 @@ class ScoreCAM(LibraryCAM):
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("scorecam", "Score-CAM at a feature stage (pytorch-grad-cam; channel-masked scores, softmax weights)",
+    yield ExplainerRecord("scorecam",
+                          "Score-CAM at a feature stage (pytorch-grad-cam; channel-masked scores, softmax weights)",
                           factory("scorecam", ScoreCAM), layer_based=True)

@@ -29,5 +29,6 @@ class ShapleyCAM(LibraryCAM):
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("shapleycam", "Shapley-CAM at a feature stage (pytorch-grad-cam; gradient and Hessian-vector weights)",
+    yield ExplainerRecord("shapleycam",
+                          "Shapley-CAM at a feature stage (pytorch-grad-cam; gradient and Hessian-vector weights)",
                           factory("shapleycam", ShapleyCAM), layer_based=True)
