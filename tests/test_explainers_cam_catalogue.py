@@ -303,3 +303,20 @@ def test_chunk_size_does_not_change_cam_maps(tiny_model, data, targets, name):
     small = ALL[name]().explain(tiny_model, x, t, ctx(ref, chunk=3))
     assert big.shape == (N, S, S) and big.dtype == torch.float32 and torch.isfinite(big).all() and big.min() >= 0
     torch.testing.assert_close(small, big, rtol=1e-4, atol=1e-5 * float(big.abs().max()))
+
+
+def test_a_failing_library_call_leaves_the_model_as_found(tiny_model, data, targets, monkeypatch):
+    """Ablation-CAM swaps an ablation layer into the model; an error half-way must not leave it."""
+    from pytorch_grad_cam.ablation_layer import AblationLayer
+
+    x, ref = data
+    stages = [tiny_model.stage(n) for n in tiny_model.stage_names]
+
+    def boom(self, *a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(AblationLayer, "set_next_batch", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        AblationCAM(layer="layer4").explain(tiny_model, x[:1], targets["logit"].subset(slice(0, 1)), ctx(ref))
+    assert [tiny_model.stage(n) for n in tiny_model.stage_names] == stages
+    assert not any(isinstance(m, AblationLayer) for m in tiny_model.modules())

@@ -35,17 +35,21 @@ LIBRARY = {"scorecam": "ScoreCAM", "ablationcam": "AblationCAM", "fullgrad": "Fu
 
 @contextlib.contextmanager
 def left_as_found(model: torch.nn.Module) -> Any:
-    """Restore the train/eval mode and every parameter's ``.grad`` after a library call (the
-    library calls ``model.eval()`` and ``loss.backward()``), and silence its progress bars."""
-    training = [m.training for m in model.modules()]
-    grads = [p.grad for p in model.parameters()]
+    """Restore the module tree (Ablation-CAM swaps its ablation layer in, even if the call
+    fails half-way), the train/eval mode and every parameter's ``.grad`` after a library call
+    (the library calls ``model.eval()`` and ``loss.backward()``); silence its progress bars."""
+    tree = [(m, dict(m._modules)) for m in model.modules()]
+    training = [(m, m.training) for m, _ in tree]
+    grads = [(p, p.grad) for p in model.parameters()]
     try:
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
-        for m, t in zip(model.modules(), training):
+        for m, children in tree:
+            m._modules.update(children)
+        for m, t in training:
             m.training = t
-        for p, g in zip(model.parameters(), grads):
+        for p, g in grads:
             p.grad = g
 
 
