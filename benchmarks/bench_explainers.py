@@ -11,6 +11,12 @@ Run (about eight minutes on 2 busy CPU cores; the table is printed at the end)::
 
     pytest benchmarks/bench_explainers.py -s --benchmark-columns=min,rounds
 
+A quick look at a few rows on smaller inputs (``XAIBENCH_BENCH_IMAGES``, ``XAIBENCH_BENCH_SIZE``;
+the table still prints)::
+
+    XAIBENCH_BENCH_IMAGES=8 XAIBENCH_BENCH_SIZE=64 pytest benchmarks/bench_explainers.py -s \
+        -k "layercam or xgradcam or hirescam or elementwise or eigen or zz"
+
 Inputs: 32 images 1×128×128, timm ResNet-18 (width 1, output stride 32, random init, eval),
 CPU, 2 torch threads, ``chunk_size`` 128 — the rows captum packs into one pass by default
 here (32 images × 4 steps or samples), so both sides run the same passes. Method settings are small so the run stays short
@@ -20,6 +26,7 @@ alternating, best of each; on a shared machine the numbers still move by ±20 % 
 """
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -30,6 +37,12 @@ from xaibench.contracts import ExplainContext, Target
 from xaibench_plugins.backbones.resnet import ResNetBuilder
 from xaibench_plugins.explainers._common import ScoreModel
 from xaibench_plugins.explainers.cam import CAM
+from xaibench_plugins.explainers.eigencam import EigenCAM
+from xaibench_plugins.explainers.eigengradcam import EigenGradCAM
+from xaibench_plugins.explainers.gradcam_elementwise import GradCAMElementWise
+from xaibench_plugins.explainers.hirescam import HiResCAM
+from xaibench_plugins.explainers.layercam import LayerCAM
+from xaibench_plugins.explainers.xgradcam import XGradCAM
 from xaibench_plugins.explainers.gradcam import GradCAM
 from xaibench_plugins.explainers.gradcampp import GradCAMPlusPlus
 from xaibench_plugins.explainers.ig import IG
@@ -40,7 +53,9 @@ from xaibench_plugins.explainers.saliency import Saliency
 from xaibench_plugins.explainers.shap import Shap
 from xaibench_plugins.explainers.smoothgrad import SmoothGrad
 
-N, S, CHUNK = 32, 128, 128
+N = int(os.environ.get("XAIBENCH_BENCH_IMAGES", 32))
+S = int(os.environ.get("XAIBENCH_BENCH_SIZE", 128))
+CHUNK = 128
 STEPS, SAMPLES, MASKS, WINDOW = 4, 4, 8, 64
 ROUNDS = 2
 T: dict[str, float] = {}  # benchmark name -> time (s)
@@ -51,6 +66,12 @@ OURS = {
     "cam": (lambda: CAM(), 1, "f"),
     "gradcam": (lambda: GradCAM(layer="layer4"), 1, "fb"),
     "gradcam++": (lambda: GradCAMPlusPlus(layer="layer4"), 1, "fb"),
+    "layercam": (lambda: LayerCAM(layer="layer4"), 1, "fb"),
+    "xgradcam": (lambda: XGradCAM(layer="layer4"), 1, "fb"),
+    "hirescam": (lambda: HiResCAM(layer="layer4"), 1, "fb"),
+    "gradcam-elementwise": (lambda: GradCAMElementWise(layer="layer4"), 1, "fb"),
+    "eigencam": (lambda: EigenCAM(layer="layer4"), 1, "f"),
+    "eigengradcam": (lambda: EigenGradCAM(layer="layer4"), 1, "fb"),
     "ig": (lambda: IG(steps=STEPS), STEPS, "fb"),
     "smoothgrad": (lambda: SmoothGrad(samples=SAMPLES), SAMPLES, "fb"),
     "shap": (lambda: Shap(samples=SAMPLES), SAMPLES, "fb"),
@@ -142,6 +163,10 @@ def _zennit(setup):
 REFS = {
     "gradcam": ("pytorch-grad-cam GradCAM", lambda s: _grad_cam(s, "GradCAM")),
     "gradcam++": ("pytorch-grad-cam GradCAMPlusPlus", lambda s: _grad_cam(s, "GradCAMPlusPlus")),
+    **{name: (f"pytorch-grad-cam {cls}", lambda s, cls=cls: _grad_cam(s, cls))
+       for name, cls in (("layercam", "LayerCAM"), ("xgradcam", "XGradCAM"), ("hirescam", "HiResCAM"),
+                         ("gradcam-elementwise", "GradCAMElementWise"), ("eigencam", "EigenCAM"),
+                         ("eigengradcam", "EigenGradCAM"))},
     "saliency": ("captum Saliency", lambda s: _captum(s, "saliency")),
     "ig": ("captum IntegratedGradients", lambda s: _captum(s, "ig")),
     "smoothgrad": ("captum NoiseTunnel(Saliency)", lambda s: _captum(s, "smoothgrad")),

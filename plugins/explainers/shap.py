@@ -13,6 +13,10 @@ So the draws are made per image exactly as a one-image ``GradientShap`` call mak
 ``np.random.seed(image_seed(seed, i))`` (``choice`` of baselines, then ``uniform`` α), and the
 (image, sample) rows are pushed through the model in full passes of ``chunk_size``. Tested
 equal to captum's per-image call with those seeds; independent of ``chunk_size``.
+
+``expected-gradients`` (Erion et al., 2021) is registered as a second name for the same
+explainer: expected gradients *is* this computation (the expectation over reference baselines
+and α of ``(x − b) · ∂score/∂x``), so the two names give identical maps (tested).
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ class Shap:
     """GradientSHAP with baselines drawn from the reference images; ``samples`` per image."""
 
     samples: int = 32
+    """draws of (reference image, α) per image"""
 
     def __post_init__(self) -> None:
         check("shap", "samples", isinstance(self.samples, int) and self.samples >= 1, "an integer ≥ 1")
@@ -75,3 +80,6 @@ class Shap:
 def xaibench_explainers():
     yield ExplainerRecord("shap", "GradientSHAP (captum's definition, batched; baselines from training images)",
                           factory("shap", Shap), conformance={"samples": 3})
+    yield ExplainerRecord("expected-gradients", "expected gradients: another name for shap (GradientSHAP, captum's "
+                          "definition, batched; baselines from training images)",
+                          factory("expected-gradients", Shap), conformance={"samples": 3})

@@ -1,0 +1,63 @@
+"""Shared pieces of the captum-backed explainers of the catalogue: feature segmentations for
+the perturbation methods and the chunked call of a captum attribution.
+
+Why segmentations: feature ablation, LIME, KernelSHAP and Shapley value sampling perturb
+*features*, groups of pixels, and their cost grows with the number of features. Two are
+offered, documented in docs/explainers.md:
+
+* ``patches`` — a fixed grid of ``patch``×``patch`` squares (row-major ids; the last row and
+  column are smaller when the size does not divide), the same for every image, so feature
+  ``k`` is the same region in every image of a batch;
+* ``slic`` — SLIC superpixels of each image (scikit-image, about ``segments`` regions,
+  ``compactness`` 0.1 for [0, 1] grayscale), which follow the anatomy but differ per image.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+# the shared helpers, in one place (the lead retargets this import at merge)
+from ._common import chunks
+
+SEGMENTATIONS = ("patches", "slic")
+
+
+def patch_mask(size: tuple[int, int], patch: int, device: torch.device) -> torch.Tensor:
+    """``1×1×H×W`` int64 feature ids of a ``patch``×``patch`` grid, row-major from 0."""
+    h, w = size
+    rows = torch.arange(h, device=device) // patch
+    cols = torch.arange(w, device=device) // patch
+    per_row = (w + patch - 1) // patch
+    return (rows[:, None] * per_row + cols[None, :]).view(1, 1, h, w)
+
+
+def slic_mask(x: torch.Tensor, segments: int, compactness: float = 0.1) -> torch.Tensor:
+    """``N×1×H×W`` int64 SLIC superpixel ids (from 0) of each image of ``x`` (``N×1×H×W``)."""
+    from skimage.segmentation import slic
+
+    out = [slic(img[0].detach().cpu().double().numpy(), n_segments=segments, compactness=compactness,
+                channel_axis=None, start_label=0) for img in x]
+    return torch.from_numpy(np.stack(out)[:, None].astype(np.int64)).to(x.device)
+
+
+def feature_mask(kind: str, x: torch.Tensor, patch: int, segments: int) -> torch.Tensor:
+    """The features of ``x`` (``N×1×H×W`` ids, or ``1×1×H×W`` when shared by all images)."""
+    if kind == "patches":
+        return patch_mask(tuple(x.shape[-2:]), patch, x.device)
+    return slic_mask(x, segments)
+
+
+def per_image(mask: torch.Tensor, sl: slice) -> torch.Tensor:
+    """The rows of a feature mask for the images ``sl`` (a shared ``1×…`` mask is kept)."""
+    return mask if mask.shape[0] == 1 else mask[sl]
+
+
+def chunked(x: torch.Tensor, chunk_size: int, attribute: Callable[[slice], torch.Tensor]) -> torch.Tensor:
+    """``N×H×W`` float32: ``attribute(sl)`` (``m×1×H×W``) for each chunk of images, summed over
+    the (single) input channel and detached."""
+    out = torch.empty(x.shape[0], *x.shape[-2:], device=x.device)
+    for sl in chunks(x.shape[0], chunk_size):
+        out[sl] = attribute(sl).detach().sum(dim=1)
+    return out.float()

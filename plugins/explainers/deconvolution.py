@@ -1,0 +1,39 @@
+"""Deconvolution (Zeiler & Fergus, 2014) through captum's ``Deconvolution``.
+
+The input gradient with every ReLU's backward pass replaced by a ReLU of the incoming
+gradient (the forward mask is ignored): the "deconvnet" reconstruction of what excites the
+score. Signed as returned; larger = more evidence. One input channel, no reduction. Captum
+overrides ReLU modules; hooks are removed after each call. Batched: ``chunk_size`` images per
+call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from captum.attr import Deconvolution as CaptumDeconvolution
+
+import xaibench
+from xaibench.contracts import Classifier, ExplainContext, Target
+from xaibench.hookspecs import ExplainerRecord
+
+from ._captum_family import chunked
+from ._common import ScoreModel, check_input, factory
+
+
+@dataclass(frozen=True)
+class Deconvolution:
+    """Deconvolution (no options)."""
+
+    def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
+        check_input("deconvolution", x)
+        dc = CaptumDeconvolution(ScoreModel(model, target))
+        cls = target.classes.to(x.device)
+        with torch.enable_grad():
+            return chunked(x, context.chunk_size, lambda sl: dc.attribute(x[sl].detach().clone(), target=cls[sl]))
+
+
+@xaibench.hookimpl
+def xaibench_explainers():
+    yield ExplainerRecord("deconvolution", "deconvolution / deconvnet (captum)",
+                          factory("deconvolution", Deconvolution))
