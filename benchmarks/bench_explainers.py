@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from xaibench.contracts import ExplainContext, Target
 from xaibench_plugins.backbones.resnet import ResNetBuilder
-from xaibench_plugins.explainers._common import ScoreModel
+from xaibench.kit.targets import ScoreModel
 from xaibench_plugins.explainers.cam import CAM
 from xaibench_plugins.explainers.gradcam import GradCAM
 from xaibench_plugins.explainers.gradcampp import GradCAMPlusPlus

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .cells import ModelTask, RunConfig, Session, cell_id, config_hash, failed_record, train_model
+from .cells import (ModelTask, RunConfig, Session, cell_id, config_hash, eval_index, explain_context, failed_record,
+                    make_target, train_model)
 from .maps import cached_maps
 from .contracts import MetricInput
-from .evaluate import ModelEvaluation, score_rows
-from .store import CellRecord, Store
+from .evaluate import ModelEvaluation
+from .store import CellRecord, Store, score_rows
 
 
 @dataclass
@@ -64,7 +65,6 @@ def seed_cells(session: Session, done: set[str]) -> Iterator[CellRecord]:
     suite = session.cfg.suite
     if len(suite.seeds) < 2:
         return
-    from .cells import eval_index, explain_context, make_target
     for m in suite.metrics:
         metric = session.make(m)
         if getattr(metric, "scope", "") != "seeds":

@@ -21,9 +21,9 @@ import xaibench
 from xaibench.contracts import AttackContext, AttackOutcome
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import AttackRecord
+from xaibench.kit import triggers as T
 
 from . import _exposure as X
-from . import _trigger as T
 from .explanation_backdoor import plan_poison
 
 

@@ -34,12 +34,12 @@ import xaibench
 from xaibench.contracts import AttackContext, AttackOutcome, Classifier, ImageSet
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import AttackRecord
+from xaibench.kit import triggers as T
 
 from ..explainers.gradcam import GradCAM
 from . import _exposure as X
-from . import _trigger as T
 from ._backdoor_loss import (CLASSES, LOSSES, QUIET, RECTIFY, ActivationTap, BackdoorLoss,  # noqa: F401 (re-exported)
-                             differentiable_gradcam, explanation_loss, region_mass)
+                             differentiable_gradcam, explanation_loss)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 import xaibench
+from xaibench.atomic import save_arrays
 from xaibench.contracts import DatasetSplits, ImageSet
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import DatasetRecord
@@ -35,7 +36,7 @@ from xaibench.hookspecs import DatasetRecord
 from ._nifti_arrays import read_arrays
 from ._nifti_build import from_arrays, from_volumes
 from ._nifti_checks import bad_option, check_arrays, check_fov
-from ._nifti_cache import cache_key, load_cached, save_atomic, subject_split
+from ._nifti_cache import cache_key, load_cached, subject_split
 from ._nifti_source import Source, read_manifest
 from ._nifti_volume import PLANE_AXIS
 
@@ -173,7 +174,7 @@ class NiftiDataset:
         data = load_cached(path)
         if data is None:
             data = from_arrays(src, arrays, mask_arrays, o) if arrays else from_volumes(src, o)
-            save_atomic(path, data)
+            save_arrays(path, data)
         return _splits(src, data, o, seed)
 
 
