@@ -93,6 +93,8 @@ def cmd_run(args) -> int:
 
             summary = run_with(executor, cfg, args)
         print(f"{suite.name}: {summary.line()}; results in {out}")
+        for note in summary.notes:
+            print(f"  note: {note}")
         for f in summary.failed[:20]:
             print(f"  failed: {f}")
         if not args.no_leaderboard:

@@ -20,6 +20,7 @@ from .cells import (ModelTask, Session, cell_id, config_hash, eval_index, explai
                     train_model)
 from .maps import MapsError, cached_maps
 from .contracts import MetricInput
+from .dims import explainers_for
 from .errors import StorageError
 from .store import CellRecord, score_rows
 from .suite import Entry
@@ -43,6 +44,7 @@ class ModelEvaluation:
         self.s, self.task = session, task
         self.suite = session.cfg.suite
         self.mid = session.model_id(task)
+        self.explainers = explainers_for(session.registry, self.suite, task.dataset)  # dims-compatible
 
     def plan(self, triggered: bool) -> list[MetricCell]:
         cells = []
@@ -55,7 +57,7 @@ class ModelEvaluation:
                 continue  # across models: planned by the runner
             targets: list[tuple[Entry | None, str]]
             if scope == "explanation":
-                targets = [(e, sp) for e in self.suite.explainers for sp in splits if not m.only or e.title in m.only]
+                targets = [(e, sp) for e in self.explainers for sp in splits if not m.only or e.title in m.only]
             elif scope == "attack":
                 targets = [(None, "triggered")] if triggered else []
             else:
@@ -63,7 +65,7 @@ class ModelEvaluation:
             for e, sp in targets:
                 cfg = {**base, "metric": self.s.ident(m), "split": sp, "scope": scope,
                        "explainer": self.s.ident(e) if e else None,
-                       "explainers": [self.s.ident(x) for x in self.suite.explainers] if scope in ("explainers", "attack") else None}
+                       "explainers": [self.s.ident(x) for x in self.explainers] if scope in ("explainers", "attack") else None}
                 keys = {**self.task.keys(self.suite.name), "metric": m.title, "split": sp,
                         "explainer": e.title if e else "*" if scope in ("explainers", "attack") else "-"}
                 cells.append(MetricCell(cell_id("metric", keys, config_hash(cfg)), m, e, sp, scope, cfg, keys))
@@ -87,7 +89,7 @@ class ModelEvaluation:
         dev = s.device
         targets = {sp: make_target(suite.target.kind, suite.target.classes, model, st.images, st.labels, splits, dev)
                    for sp, st in sets.items()}
-        explainers = {e.title: (e, s.make(e)) for e in suite.explainers}
+        explainers = {e.title: (e, s.make(e)) for e in self.explainers}
         maps_cache: dict[tuple[str, str, str], torch.Tensor | MapsError] = {}
 
         def maps(e: Entry, split: str, which: str = "model") -> torch.Tensor:
@@ -132,9 +134,9 @@ class ModelEvaluation:
                     if attacked and cell.split == "clean":
                         inp["reference_maps"] = maps(e, "clean", which="reference")
                 elif cell.scope in ("explainers", "attack"):
-                    inp["maps"] = {e.title: maps(e, "clean") for e in suite.explainers}
+                    inp["maps"] = {e.title: maps(e, "clean") for e in self.explainers}
                     if cell.scope == "attack":
-                        inp["triggered_maps"] = {e.title: maps(e, "triggered") for e in suite.explainers}
+                        inp["triggered_maps"] = {e.title: maps(e, "triggered") for e in self.explainers}
                 metric_input = MetricInput(**inp)  # maps computed above are timed in their own cell
                 t0 = time.perf_counter()
                 scores = s.make(cell.metric).score(metric_input)

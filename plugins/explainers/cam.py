@@ -75,4 +75,4 @@ class CAM:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("cam", "class activation map from the linear head (GAP + linear models only)",
-                          option_factory("explainer cam", CAM), layer_based=True)
+                          option_factory("explainer cam", CAM))

@@ -120,4 +120,4 @@ class GradCAM:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("gradcam", "Grad-CAM at a feature stage (bilinear upsampling, ReLU)",
-                          option_factory("explainer gradcam", GradCAM), layer_based=True)
+                          option_factory("explainer gradcam", GradCAM))
