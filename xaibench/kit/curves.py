@@ -65,7 +65,7 @@ def curves(inp: MetricInput, spec: CurveSpec, filler: Filler, insertion: bool,
     x = inp.images
     n, _, h, w = x.shape
     name = "insertion" if insertion else "deletion"
-    a = check_maps(f"metric {name}", inp.attributions, x).to(x.device).float()
+    a = check_maps(inp.attributions, x, f"metric {name}").to(x.device).float()
     rank, n_units = ordered_units(a.abs() if spec.absolute else a, spec.patch)
     rank = rank.reshape(n, -1)
     if spec.draws:
