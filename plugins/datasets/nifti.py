@@ -32,6 +32,7 @@ from xaibench.atomic import save_arrays
 from xaibench.contracts import DatasetSplits, ImageSet
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import DatasetRecord
+from xaibench.kit.options import option_factory
 
 from ._nifti_arrays import read_arrays
 from ._nifti_build import from_arrays, from_volumes
@@ -249,12 +250,11 @@ def _preprocessing(src: Source, o: NiftiOptions) -> dict[str, Any]:
                             else f"split at the midline ({o.midline})")}
 
 
+_options = option_factory("dataset nifti", NiftiOptions)
+
+
 def make(**options: Any) -> NiftiDataset:
-    allowed = [f.name for f in dataclasses.fields(NiftiOptions)]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise XaibenchError(f"dataset nifti: unknown option {unknown[0]!r} (allowed: {', '.join(allowed)})")
-    return NiftiDataset(NiftiOptions(**options))
+    return NiftiDataset(_options(**options))
 
 
 @xaibench.hookimpl
