@@ -37,6 +37,37 @@ class MetricCell:
     keys: dict[str, Any]
 
 
+class _Maps:
+    """Each explainer's maps of one model (or of its clean reference model), computed once
+    per run: a failure is kept and raised again instead of recomputed for every metric."""
+
+    def __init__(self, s: Session, task: ModelTask, model: torch.nn.Module, sets: dict[str, Any],
+                 targets: dict[str, Any], splits: Any, ctx: Any, explainers: dict[str, Any]) -> None:
+        self.s, self.task, self.model, self.sets, self.targets = s, task, model, sets, targets
+        self.splits, self.ctx, self.explainers = splits, ctx, explainers
+        self.cache: dict[tuple[str, str, str], torch.Tensor | MapsError] = {}
+
+    def __call__(self, e: Entry, split: str, which: str = "model") -> torch.Tensor:
+        key = (e.title, split, which)
+        if isinstance(self.cache.get(key), MapsError):
+            raise self.cache[key]  # type: ignore[misc]  # the explainer failed once: not rerun per metric
+        if key in self.cache:
+            return self.cache[key]  # type: ignore[return-value]
+        s, task, suite, dev = self.s, self.task, self.s.cfg.suite, self.s.device
+        m = self.model if which == "model" else train_model(s, task.clean())[0]
+        st = self.sets[split]
+        tgt = self.targets[split] if which == "model" else make_target(
+            suite.target.kind, suite.target.classes, m, st.images, st.labels, self.splits, dev)
+        try:
+            out = cached_maps(s, task if which == "model" else task.clean(), m, e, self.explainers[e.title],
+                              st, split, tgt, self.ctx, record=which == "model")
+        except MapsError as exc:
+            self.cache[key] = exc
+            raise
+        self.cache[key] = out.to(dev)
+        return self.cache[key]
+
+
 class ModelEvaluation:
     """The cells of one model task and the shared state they read (maps, target, sets)."""
 
@@ -90,27 +121,7 @@ class ModelEvaluation:
         targets = {sp: make_target(suite.target.kind, suite.target.classes, model, st.images, st.labels, splits, dev)
                    for sp, st in sets.items()}
         explainers = {e.title: (e, s.make(e)) for e in self.explainers}
-        maps_cache: dict[tuple[str, str, str], torch.Tensor | MapsError] = {}
-
-        def maps(e: Entry, split: str, which: str = "model") -> torch.Tensor:
-            key = (e.title, split, which)
-            if isinstance(maps_cache.get(key), MapsError):
-                raise maps_cache[key]  # type: ignore[misc]  # the explainer failed once: not rerun per metric
-            if key in maps_cache:
-                return maps_cache[key]  # type: ignore[return-value]
-            m = model if which == "model" else train_model(s, task.clean())[0]
-            st = sets[split]
-            tgt = targets[split] if which == "model" else make_target(
-                suite.target.kind, suite.target.classes, m, st.images, st.labels, splits, dev)
-            try:
-                out = cached_maps(s, task if which == "model" else task.clean(), m, e, explainers[e.title][1],
-                                  st, split, tgt, ctx, record=which == "model")
-            except MapsError as exc:
-                maps_cache[key] = exc
-                raise
-            maps_cache[key] = out.to(dev)
-            return maps_cache[key]
-
+        maps = _Maps(s, task, model, sets, targets, splits, ctx, {k: v[1] for k, v in explainers.items()})
         attacked = task.attack.name != "none"
         region = outcome.region.to(dev) if outcome.region is not None else None
         trigger = outcome.trigger.to(dev) if outcome.trigger is not None else None
