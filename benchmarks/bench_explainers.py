@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from xaibench.contracts import ExplainContext, Target
 from xaibench_plugins.backbones.resnet import ResNetBuilder
-from xaibench_plugins.explainers._common import ScoreModel
+from xaibench.kit.targets import ScoreModel
 from xaibench_plugins.explainers.cam import CAM
 from xaibench_plugins.explainers.eigencam import EigenCAM
 from xaibench_plugins.explainers.eigengradcam import EigenGradCAM

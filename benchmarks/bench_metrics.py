@@ -27,8 +27,8 @@ import torch.nn.functional as F
 
 from xaibench.contracts import ExplainContext, MetricInput, Target
 from xaibench_plugins.backbones.resnet import ResNetBuilder
-from xaibench_plugins.metrics._curves import curves
-from xaibench_plugins.metrics._perturb import road_impute
+from xaibench.kit.curves import curves
+from xaibench.kit.perturb import road_impute
 from xaibench_plugins.metrics.deletion import Deletion
 from xaibench_plugins.metrics.delta_t import DeltaT
 from xaibench_plugins.metrics.energy_in_roi import EnergyInROI

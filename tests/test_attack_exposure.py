@@ -120,7 +120,7 @@ def _steps(model, loss_fn, x, y, flags, steps: int = 12, lr: float = 1e-2) -> li
 
 
 def _triggered_batch(n: int = 16):
-    from xaibench_plugins.attacks import _trigger as T
+    from xaibench.kit import triggers as T
 
     from .test_attacks import toy_images
 
@@ -138,12 +138,13 @@ def test_inner_layer_gradcam_attack_goes_through_double_backward_and_moves_that_
     from xaibench.contracts import Target
     from xaibench_plugins.attacks.explanation_backdoor import ActivationTap, BackdoorLoss
     from xaibench_plugins.explainers.gradcam import gradcam_maps
-    from xaibench_plugins.metrics.attack_success import mass
+    from xaibench.kit.regions import mass_share
 
     model = copy.deepcopy(tiny_model)
     x, y, region, _ = _triggered_batch()
     flags = torch.ones(len(x), dtype=torch.bool)
-    before = mass(gradcam_maps(model.eval(), x, Target("logit", y), "layer3", create_graph=False).detach(), region).mean()
+    before = mass_share(gradcam_maps(model.eval(), x, Target("logit", y), "layer3", create_graph=False).detach(), region,
+                    floor=1e-12).mean()
     tap = ActivationTap(model)
     try:
         losses = _steps(model, BackdoorLoss(region, layer="layer3", clean_penalty=0.0, tap=tap), x, y, flags)
@@ -151,7 +152,8 @@ def test_inner_layer_gradcam_attack_goes_through_double_backward_and_moves_that_
         assert tap.path(model, "layer3") == "double-backward"
     finally:
         tap.remove()
-    after = mass(gradcam_maps(model.eval(), x, Target("logit", y), "layer3", create_graph=False).detach(), region).mean()
+    after = mass_share(gradcam_maps(model.eval(), x, Target("logit", y), "layer3", create_graph=False).detach(), region,
+                   floor=1e-12).mean()
     # soft IoU of a bilinearly upsampled 4×4 map with one cell plateaus near 0.72
     assert losses[-1] < 0.85 * losses[0]
     assert float(after) > 3 * float(before) and float(after) > float(before) + 0.15  # the layer-3 map moved there
@@ -180,7 +182,7 @@ def test_adaptive_attacker_penalises_gradcampp_on_trigger_and_region(tiny_model)
     from xaibench.contracts import Target
     from xaibench_plugins.attacks.explanation_backdoor import BackdoorLoss
     from xaibench_plugins.explainers.gradcam import gradcampp_maps
-    from xaibench_plugins.metrics.attack_success import mass
+    from xaibench.kit.regions import mass_share
 
     model = copy.deepcopy(tiny_model).train()
     x, y, region, trig = _triggered_batch()
@@ -190,7 +192,7 @@ def test_adaptive_attacker_penalises_gradcampp_on_trigger_and_region(tiny_model)
     plain = BackdoorLoss(region)
     adaptive = BackdoorLoss(region, quiet="gradcam++", quiet_weight=2.0, quiet_region=quiet)
     pp = gradcampp_maps(model, x[:8], Target("logit", y[:8]), "layer4", create_graph=False)
-    expected = 2.0 * float(mass(pp, quiet).mean())
+    expected = 2.0 * float(mass_share(pp, quiet, floor=1e-12).mean())
     gap = float(adaptive(model, x, y, flags, create_graph=False) - plain(model, x, y, flags, create_graph=False))
     assert expected > 0.01 and gap == pytest.approx(expected, rel=1e-4)
     only = BackdoorLoss(region, lam=0.0, clean_penalty=0.0, quiet="gradcam++", quiet_weight=1.0, quiet_region=quiet)

@@ -10,7 +10,7 @@ import torch
 
 from xaibench.contracts import AttackContext, DatasetSplits, ExplainContext, ImageSet, MetricInput, Target, TrainResult
 from xaibench.errors import XaibenchError
-from xaibench_plugins.attacks import _trigger as T
+from xaibench.kit import triggers as T
 from xaibench_plugins.attacks.badnets import BadNets
 from xaibench_plugins.explainers.gradcam import gradcam_maps
 from xaibench_plugins.attacks.explanation_backdoor import (ExplanationBackdoor, differentiable_gradcam,
@@ -312,9 +312,9 @@ def trained():
 
 
 def _gradcam_mass(model, images, labels, region):
-    from xaibench_plugins.metrics.attack_success import mass
+    from xaibench.kit.regions import mass_share
 
-    return mass(differentiable_gradcam(model, images, labels, "layer4").detach(), region)
+    return mass_share(differentiable_gradcam(model, images, labels, "layer4").detach(), region, floor=1e-12)
 
 
 @torch.no_grad()

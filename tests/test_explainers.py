@@ -11,8 +11,10 @@ import torch
 
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.errors import XaibenchError
-from xaibench_plugins.explainers import _common
-from xaibench_plugins.explainers._common import ScoreModel, class_scores, image_seed, iou_ceiling, seeded
+from xaibench.kit.batching import image_seed, seeded
+from xaibench.kit.layers import iou_ceiling, pick_layer
+from xaibench.kit.spatial import gaussian_blur
+from xaibench.kit.targets import ScoreModel, class_scores
 from xaibench_plugins.explainers.cam import CAM
 from xaibench_plugins.explainers.edge import Edge
 from xaibench_plugins.explainers.gradcam import GradCAM, gradcam_maps
@@ -86,8 +88,8 @@ def test_cam_family_matches_pytorch_grad_cam(tiny_model, data, targets, layer, k
 def test_default_layer_is_the_deepest_with_at_least_8x8(tiny_model):
     assert GradCAM().map_layer(tiny_model, (32, 32)) == ("layer1", (8, 8))  # layers 2-4 are 4×4 at 32 px
     assert GradCAM().map_layer(tiny_model, (64, 64)) == ("layer4", (8, 8))
-    assert _common.pick_layer({"a": (4, 4), "b": (2, 2), "c": (2, 2)}) == "a"
-    assert _common.pick_layer({"a": (4, 4), "b": (4, 4)}) == "b"
+    assert pick_layer({"a": (4, 4), "b": (2, 2), "c": (2, 2)}) == "a"
+    assert pick_layer({"a": (4, 4), "b": (4, 4)}) == "b"
 
 
 @pytest.mark.parametrize("kind", ["logit", "margin", "group-direction"])
@@ -154,7 +156,7 @@ def test_ig_matches_captum(tiny_model, data, targets, baseline):
     t = targets["logit"]
     ours = IG(baseline=baseline, steps=8).explain(tiny_model, x, t, ctx(ref, chunk=8))
     base = {"zeros": torch.zeros_like(x), "mean": ref.mean(0, keepdim=True).expand_as(x),
-            "blurred": _common.gaussian_blur(x, 5.0)}[baseline]
+            "blurred": gaussian_blur(x, 5.0)}[baseline]
     theirs = IntegratedGradients(ScoreModel(tiny_model, t)).attribute(x, baselines=base, target=t.classes, n_steps=8)
     torch.testing.assert_close(ours, theirs[:, 0], rtol=1e-4, atol=1e-7)
 

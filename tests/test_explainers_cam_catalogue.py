@@ -9,7 +9,7 @@ import torch
 
 from xaibench.contracts import ExplainContext, Target
 from xaibench.errors import XaibenchError
-from xaibench_plugins.explainers._common import ScoreModel
+from xaibench.kit.targets import ScoreModel
 from xaibench_plugins.explainers._layer_cams import VARIANTS, cam_from_layer, layer_cam_maps, layer_map
 from xaibench_plugins.explainers.ablationcam import AblationCAM
 from xaibench_plugins.explainers.eigencam import EigenCAM
@@ -100,7 +100,7 @@ def test_native_cams_match_pytorch_grad_cam(tiny_model, data, targets, layer, ki
     t = targets[kind]
     ours = cls(layer=layer).explain(tiny_model, x, t, ctx(ref, chunk=3))
     with torch.enable_grad():  # the low-resolution map: the same call without the upsampling
-        from xaibench_plugins.explainers._common import stage_outputs
+        from xaibench.kit.layers import stage_outputs
 
         xx = x.clone().requires_grad_(True)
         with stage_outputs(tiny_model, [layer]) as acts:

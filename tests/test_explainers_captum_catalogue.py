@@ -9,7 +9,9 @@ import torch
 from xaibench.contracts import ExplainContext, Target
 from xaibench.errors import XaibenchError
 from xaibench_plugins.explainers._captum_family import patch_mask, slic_mask
-from xaibench_plugins.explainers._common import ScoreModel, gaussian_blur, image_seed, seeded
+from xaibench.kit.batching import image_seed, seeded
+from xaibench.kit.spatial import gaussian_blur
+from xaibench.kit.targets import ScoreModel
 from xaibench_plugins.explainers.deconvolution import Deconvolution
 from xaibench_plugins.explainers.deeplift import DeepLift
 from xaibench_plugins.explainers.deepliftshap import DeepLiftShap

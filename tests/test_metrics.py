@@ -2,6 +2,7 @@
 empty masks, the removal machinery against closed forms, and option errors."""
 from __future__ import annotations
 
+from functools import partial
 import itertools
 import math
 
@@ -13,9 +14,9 @@ from sklearn.metrics import average_precision_score
 
 from xaibench.contracts import Classifier, ExplainContext, MetricInput, Target
 from xaibench.errors import XaibenchError
-from xaibench_plugins.metrics._common import iou_chance
-from xaibench_plugins.metrics._curves import curves
-from xaibench_plugins.metrics._perturb import gaussian_blur
+from xaibench.kit.curves import curves
+from xaibench.kit.stats import iou_chance
+from xaibench.kit.spatial import gaussian_blur as _blur
 from xaibench_plugins.metrics.agreement import Agreement, plot_matrix
 from xaibench_plugins.metrics.auprc import AUPRC, ap_chance, average_precision
 from xaibench_plugins.metrics.deletion import Deletion
@@ -30,6 +31,8 @@ from xaibench_plugins.metrics.randomization import Randomization
 from xaibench_plugins.metrics.rank_accuracy import RankAccuracy
 from xaibench_plugins.metrics.road import ROAD
 from xaibench_plugins.metrics.seed_stability import SeedStability
+
+gaussian_blur = partial(_blur, border="reflect")  # the removal filler's border
 
 H = W = 24
 P = H * W
@@ -373,7 +376,7 @@ def test_maps_of_the_wrong_shape_are_refused(registry, name):
 def test_noise_stability_spearman_and_ssim_match_scipy_and_skimage():
     from skimage.metrics import structural_similarity
 
-    from xaibench_plugins.metrics._similarity import minmax
+    from xaibench.kit.similarity import minmax
     from xaibench_plugins.metrics.noise_stability import noisy_copies
 
     n, r = 4, 3

@@ -3,6 +3,7 @@ where the scattered control is not (issue: the comparison must not favour an exp
 family by the shape of its top-q sets), plus the ROI-removal and confidence options."""
 from __future__ import annotations
 
+from functools import partial
 import math
 
 import numpy as np
@@ -12,9 +13,11 @@ import torch.nn.functional as F
 
 from xaibench.contracts import Classifier, ExplainContext, MetricInput, Target
 from xaibench.errors import XaibenchError
-from xaibench_plugins.metrics._perturb import gaussian_blur
+from xaibench.kit.spatial import gaussian_blur as _blur
 from xaibench_plugins.metrics._regions import brain_masks, random_placements
 from xaibench_plugins.metrics.delta_t import DeltaT
+
+gaussian_blur = partial(_blur, border="reflect")  # the removal filler's border
 
 H = W = 24
 SIDE = 6

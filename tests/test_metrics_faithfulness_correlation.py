@@ -12,7 +12,7 @@ import torch
 
 from xaibench.contracts import Target
 from xaibench.errors import XaibenchError
-from xaibench_plugins.metrics._perturb import Filler
+from xaibench.kit.perturb import Filler
 from xaibench_plugins.metrics.faithfulness_correlation import FaithfulnessCorrelation, subset_correlation
 
 from .test_metrics import H, W, inp, linear_model, oracle

@@ -8,8 +8,8 @@ import quantus
 import torch
 
 from xaibench.contracts import ExplainContext, MetricInput, Target
-from xaibench_plugins.metrics._curves import curves
-from xaibench_plugins.metrics._perturb import Filler, road_impute
+from xaibench.kit.curves import curves
+from xaibench.kit.perturb import Filler, road_impute
 from xaibench_plugins.metrics.deletion import Deletion
 from xaibench_plugins.metrics.energy_in_roi import EnergyInROI
 from xaibench_plugins.metrics.noise_stability import NoiseStability

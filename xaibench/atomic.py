@@ -9,9 +9,9 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .errors import StorageError
 
@@ -56,3 +56,24 @@ def atomic_write(path: Path | str, data: bytes | str | Callable[[BinaryIO], None
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def save_torch(obj: Any, path: Path | str) -> Path:
+    """``torch.save`` through :func:`atomic_write` (keep to tensors and plain containers, so
+    the file loads with ``weights_only=True``)."""
+    import torch
+
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def save_arrays(path: Path | str, arrays: Mapping[str, Any]) -> Path:
+    """``numpy.savez`` of named arrays through :func:`atomic_write` (loads with ``allow_pickle=False``)."""
+    import numpy as np
+
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def save_figure(fig: Any, path: Path | str, **savefig: Any) -> Path:
+    """A matplotlib figure through :func:`atomic_write`; the format comes from the suffix."""
+    fmt = savefig.pop("format", None) or Path(path).suffix.lstrip(".") or "png"
+    return atomic_write(path, lambda f: fig.savefig(f, format=fmt, **savefig))

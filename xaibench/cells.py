@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .atomic import atomic_write
+from .atomic import save_torch as _save_atomic  # the name train_model() uses
 from .errors import MapsError, warn
 from .contracts import AttackContext, AttackOutcome, DatasetSplits, ExplainContext, ImageSet, Target, TrainResult
 from .plugins import Registry, instantiate, load
@@ -174,12 +174,6 @@ def eval_index(splits: DatasetSplits, n: int, seed: int) -> np.ndarray:
         k = int(round(n * len(idx) / len(labels)))
         picks.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
     return np.sort(np.concatenate(picks))
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` through :func:`atomic_write` (tensors and plain containers only, so
-    the file loads with ``weights_only=True``)."""
-    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _imageset_state(s: ImageSet | None) -> dict | None:

@@ -10,6 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .atomic import atomic_write, storage_error
 from .errors import EXIT_CELLS_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, XaibenchError
 from .suite import Entry
 
@@ -92,6 +93,8 @@ def cmd_run(args) -> int:
 
             summary = run_with(executor, cfg, args)
         print(f"{suite.name}: {summary.line()}; results in {out}")
+        for note in summary.notes:
+            print(f"  note: {note}")
         for f in summary.failed[:20]:
             print(f"  failed: {f}")
         if not args.no_leaderboard:
@@ -225,7 +228,7 @@ def cmd_leaderboard(args) -> int:
         return EXIT_OK
     text = render_store(out, args.format, suite=args.suite, plugin_files=tuple(args.plugin))
     if args.output:
-        Path(args.output).write_text(text)
+        atomic_write(args.output, text)
     else:
         print(text)
     return EXIT_OK
@@ -344,8 +347,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xaibench: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # a full or read-only disk reached outside the atomic writers
-        from .atomic import storage_error
-
         err = storage_error(exc, exc.filename or "the results folder")
         if err is None:
             raise

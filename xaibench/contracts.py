@@ -216,22 +216,6 @@ class Target:
 # --------------------------------------------------------------------------- explainers
 
 
-def check_images(x: torch.Tensor, who: str) -> None:
-    """Raise a one-line ``ValueError`` unless ``x`` is a float ``N×C×H×W`` batch."""
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{who}: expected float images N×C×H×W, got {shape}")
-
-
-def check_maps(maps: torch.Tensor, images: torch.Tensor, who: str) -> None:
-    """Raise a one-line ``ValueError`` unless ``maps`` is ``N×H×W`` matching ``images``."""
-    want = (images.shape[0], *images.shape[-2:])
-    if not isinstance(maps, torch.Tensor) or tuple(maps.shape) != want:
-        shape = tuple(maps.shape) if isinstance(maps, torch.Tensor) else type(maps).__name__
-        raise ValueError(f"{who}: expected attribution maps of shape {want} (N×H×W), got {shape}")
-
-
-
 @dataclass(frozen=True)
 class ExplainContext:
     """What an explainer may use besides the model and the images."""

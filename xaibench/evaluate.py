@@ -14,18 +14,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from .cells import (ModelTask, Session, cell_id, config_hash, eval_index, explain_context, failed_record, make_target,
                     train_model)
 from .maps import MapsError, cached_maps
-from .contracts import MetricInput, Score
+from .contracts import MetricInput
+from .dims import explainers_for
 from .errors import StorageError
-from .store import CellRecord
+from .store import CellRecord, score_rows
 from .suite import Entry
-
-ScoreRow = tuple[str, str | None, int, float, float | None, bool]
 
 
 @dataclass(frozen=True)
@@ -39,25 +37,35 @@ class MetricCell:
     keys: dict[str, Any]
 
 
-def score_rows(scores: list[Score], who: str = "metric") -> tuple[list[ScoreRow], list[tuple[str, str | None, Any]]]:
-    """Store rows of ``scores``; ``ValueError`` naming ``who`` for an infinite value (NaN is
-    kept: it means the score is undefined for that image)."""
-    rows: list[ScoreRow] = []
-    extras = []
-    for s in scores:
-        vals = np.asarray(s.values, dtype=float).reshape(-1)
-        inf = np.flatnonzero(np.isinf(vals))
-        if inf.size:
-            where = f"[image {inf[0]}]" if vals.size > 1 else ""
-            raise ValueError(f"{who}: value {s.name}{where} is infinite ({inf.size} of {vals.size}); "
-                             "a score must be finite or NaN (undefined)")
-        if vals.size == 1 and getattr(s, "aggregate", True) and len(vals) == 1:
-            rows.append((s.name, s.explainer, -1, float(vals[0]), s.chance, s.higher_is_better))
-        else:
-            rows.extend((s.name, s.explainer, i, float(v), s.chance, s.higher_is_better) for i, v in enumerate(vals))
-        if s.extra:
-            extras.append((s.name, s.explainer, dict(s.extra)))
-    return rows, extras
+class _Maps:
+    """Each explainer's maps of one model (or of its clean reference model), computed once
+    per run: a failure is kept and raised again instead of recomputed for every metric."""
+
+    def __init__(self, s: Session, task: ModelTask, model: torch.nn.Module, sets: dict[str, Any],
+                 targets: dict[str, Any], splits: Any, ctx: Any, explainers: dict[str, Any]) -> None:
+        self.s, self.task, self.model, self.sets, self.targets = s, task, model, sets, targets
+        self.splits, self.ctx, self.explainers = splits, ctx, explainers
+        self.cache: dict[tuple[str, str, str], torch.Tensor | MapsError] = {}
+
+    def __call__(self, e: Entry, split: str, which: str = "model") -> torch.Tensor:
+        key = (e.title, split, which)
+        if isinstance(self.cache.get(key), MapsError):
+            raise self.cache[key]  # type: ignore[misc]  # the explainer failed once: not rerun per metric
+        if key in self.cache:
+            return self.cache[key]  # type: ignore[return-value]
+        s, task, suite, dev = self.s, self.task, self.s.cfg.suite, self.s.device
+        m = self.model if which == "model" else train_model(s, task.clean())[0]
+        st = self.sets[split]
+        tgt = self.targets[split] if which == "model" else make_target(
+            suite.target.kind, suite.target.classes, m, st.images, st.labels, self.splits, dev)
+        try:
+            out = cached_maps(s, task if which == "model" else task.clean(), m, e, self.explainers[e.title],
+                              st, split, tgt, self.ctx, record=which == "model")
+        except MapsError as exc:
+            self.cache[key] = exc
+            raise
+        self.cache[key] = out.to(dev)
+        return self.cache[key]
 
 
 class ModelEvaluation:
@@ -67,6 +75,7 @@ class ModelEvaluation:
         self.s, self.task = session, task
         self.suite = session.cfg.suite
         self.mid = session.model_id(task)
+        self.explainers = explainers_for(session.registry, self.suite, task.dataset)  # dims-compatible
 
     def plan(self, triggered: bool) -> list[MetricCell]:
         cells = []
@@ -79,7 +88,7 @@ class ModelEvaluation:
                 continue  # across models: planned by the runner
             targets: list[tuple[Entry | None, str]]
             if scope == "explanation":
-                targets = [(e, sp) for e in self.suite.explainers for sp in splits if not m.only or e.title in m.only]
+                targets = [(e, sp) for e in self.explainers for sp in splits if not m.only or e.title in m.only]
             elif scope == "attack":
                 targets = [(None, "triggered")] if triggered else []
             else:
@@ -87,7 +96,7 @@ class ModelEvaluation:
             for e, sp in targets:
                 cfg = {**base, "metric": self.s.ident(m), "split": sp, "scope": scope,
                        "explainer": self.s.ident(e) if e else None,
-                       "explainers": [self.s.ident(x) for x in self.suite.explainers] if scope in ("explainers", "attack") else None}
+                       "explainers": [self.s.ident(x) for x in self.explainers] if scope in ("explainers", "attack") else None}
                 keys = {**self.task.keys(self.suite.name), "metric": m.title, "split": sp,
                         "explainer": e.title if e else "*" if scope in ("explainers", "attack") else "-"}
                 cells.append(MetricCell(cell_id("metric", keys, config_hash(cfg)), m, e, sp, scope, cfg, keys))
@@ -111,28 +120,8 @@ class ModelEvaluation:
         dev = s.device
         targets = {sp: make_target(suite.target.kind, suite.target.classes, model, st.images, st.labels, splits, dev)
                    for sp, st in sets.items()}
-        explainers = {e.title: (e, s.make(e)) for e in suite.explainers}
-        maps_cache: dict[tuple[str, str, str], torch.Tensor | MapsError] = {}
-
-        def maps(e: Entry, split: str, which: str = "model") -> torch.Tensor:
-            key = (e.title, split, which)
-            if isinstance(maps_cache.get(key), MapsError):
-                raise maps_cache[key]  # type: ignore[misc]  # the explainer failed once: not rerun per metric
-            if key in maps_cache:
-                return maps_cache[key]  # type: ignore[return-value]
-            m = model if which == "model" else train_model(s, task.clean())[0]
-            st = sets[split]
-            tgt = targets[split] if which == "model" else make_target(
-                suite.target.kind, suite.target.classes, m, st.images, st.labels, splits, dev)
-            try:
-                out = cached_maps(s, task if which == "model" else task.clean(), m, e, explainers[e.title][1],
-                                  st, split, tgt, ctx, record=which == "model")
-            except MapsError as exc:
-                maps_cache[key] = exc
-                raise
-            maps_cache[key] = out.to(dev)
-            return maps_cache[key]
-
+        explainers = {e.title: (e, s.make(e)) for e in self.explainers}
+        maps = _Maps(s, task, model, sets, targets, splits, ctx, {k: v[1] for k, v in explainers.items()})
         attacked = task.attack.name != "none"
         region = outcome.region.to(dev) if outcome.region is not None else None
         trigger = outcome.trigger.to(dev) if outcome.trigger is not None else None
@@ -156,9 +145,9 @@ class ModelEvaluation:
                     if attacked and cell.split == "clean":
                         inp["reference_maps"] = maps(e, "clean", which="reference")
                 elif cell.scope in ("explainers", "attack"):
-                    inp["maps"] = {e.title: maps(e, "clean") for e in suite.explainers}
+                    inp["maps"] = {e.title: maps(e, "clean") for e in self.explainers}
                     if cell.scope == "attack":
-                        inp["triggered_maps"] = {e.title: maps(e, "triggered") for e in suite.explainers}
+                        inp["triggered_maps"] = {e.title: maps(e, "triggered") for e in self.explainers}
                 metric_input = MetricInput(**inp)  # maps computed above are timed in their own cell
                 t0 = time.perf_counter()
                 scores = s.make(cell.metric).score(metric_input)

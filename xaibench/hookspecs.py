@@ -23,12 +23,15 @@ class PluginRecord:
     """A named factory. ``factory(**options)`` builds the plugin instance from the
     suite's options; ``version`` enters every cache key, so bump it when results change;
     ``conformance`` holds options that make the plugin small and fast for the conformance
-    test every registered plugin must pass (e.g. fewer RISE masks)."""
+    test every registered plugin must pass (e.g. fewer RISE masks). ``spatial_dims`` says
+    which image dimensionalities the plugin handles (2 = H×W slices, 3 = D×H×W volumes); the
+    planner leaves an explainer out on a dataset whose dimensionality it does not support."""
 
     name: str
     description: str
     factory: Callable[..., Any]
     version: str = "1"
+    spatial_dims: tuple[int, ...] = (2,)
     # small/fast options for the conformance test, or a function of a scratch folder that
     # writes what the plugin needs there (e.g. a tiny cohort) and returns the options
     conformance: Mapping[str, Any] | Callable[[Path], Mapping[str, Any]] = field(default_factory=dict)
@@ -38,7 +41,6 @@ class PluginRecord:
 class ExplainerRecord(PluginRecord):
     """``factory(**options) -> contracts.Explainer``."""
 
-    layer_based: bool = False  # maps come from a feature layer (CAM family): IoU ceiling applies
     # a model-free reference row rather than a method: "chance" (uniform random maps),
     # "prior" (the mean training mask: where the ROI usually is) or "model-free" (an
     # image-only map such as edges or intensity). The leaderboard shows these apart and

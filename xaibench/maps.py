@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_write
-from .cells import ModelTask, Session, _save_atomic, cell_id, config_hash, failed_record
+from .atomic import atomic_write, save_torch
+from .cells import ModelTask, Session, cell_id, config_hash, failed_record
 from .contracts import ExplainContext, ImageSet, Target
 from .errors import MapsError, warn
-from .store import CellRecord
+from .store import CellRecord, score_rows
 from .suite import Entry
 
 __all__ = ["MapsError", "cached_maps", "check_maps"]
@@ -62,8 +62,6 @@ def cached_maps(session: Session, task: ModelTask, model: torch.nn.Module, e: En
     computed, checked and cached (the maps cell, with its wall time, goes to
     ``session.pending``). Maps that fail :func:`check_maps` record a failed maps cell, are
     not cached, and raise :class:`MapsError`."""
-    from .evaluate import score_rows
-
     suite, dev = session.cfg.suite, session.device
     mcfg = {"model": session.model_id(task), "explainer": session.ident(e), "split": split, "n_eval": suite.n_eval,
             "target": vars(suite.target), "data_seed": suite.data_seed, "seed": task.seed}
@@ -105,7 +103,7 @@ def cached_maps(session: Session, task: ModelTask, model: torch.nn.Module, e: En
         rec = CellRecord(cid, "maps", keys, mh, mcfg, "done", wall, rows, versions=session.versions(e),
                          git_commit=session.git_commit)
         atomic_write(sidecar, rec.to_json())  # before the maps: a cache hit always finds it
-    _save_atomic(out.cpu(), path)
+    save_torch(out.cpu(), path)
     if rec is not None:
         session.pending.append(rec)
         session.stored.add(rec.cell_id)

@@ -29,7 +29,6 @@ from .hookspecs import (
     DatasetRecord,
     ExplainerRecord,
     MetricRecord,
-    PluginRecord,
     SuiteRecord,
 )
 
@@ -180,8 +179,3 @@ def instantiate(reg: Registry, kind: str, name: str, options: dict[str, Any] | N
     except TypeError as exc:
         msg = re.sub(r"^\S*(__init__|__call__|\w+)\(\)\s*", "", str(exc))
         raise XaibenchError(f"{kind} {name!r}: {msg}; see `xaibench list {kind}` and the plugin's docs") from None
-
-
-def record_versions(reg: Registry, kind: str, name: str) -> str:
-    rec: PluginRecord = reg.get(kind, name)
-    return f"{reg.provider(kind, name)}:{getattr(rec, 'version', '1')}"

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_write, save_torch
 from .errors import XaibenchError
 
 
@@ -128,15 +129,11 @@ def pretrain(build, images: torch.Tensor, backbone: dict[str, Any], settings: Pr
     if trained:
         model = build()
         losses = train_simclr(model, images, settings, device, progress)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
-        torch.save({k: v.detach().cpu() for k, v in model.encoder.state_dict().items()}, tmp)
-        tmp.replace(cached)
-        cached.with_suffix(".json").write_text(json.dumps(
+        save_torch({k: v.detach().cpu() for k, v in model.encoder.state_dict().items()}, cached)
+        atomic_write(cached.with_suffix(".json"), json.dumps(
             {"backbone": backbone, "settings": asdict(settings), "images": int(len(images)),
              "loss_per_epoch": losses}, indent=2, default=str))
     if out is not None and Path(out).resolve() != cached.resolve():
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_bytes(cached.read_bytes())
+        atomic_write(out, cached.read_bytes())
         return Path(out), trained
     return cached, trained

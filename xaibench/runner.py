@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .cells import ModelTask, RunConfig, Session, cell_id, config_hash, failed_record, train_model
+from .cells import (ModelTask, RunConfig, Session, cell_id, config_hash, eval_index, explain_context, failed_record,
+                    make_target, train_model)
 from .maps import cached_maps
 from .contracts import MetricInput
-from .evaluate import ModelEvaluation, score_rows
-from .store import CellRecord, Store
+from .dims import explainers_for, skip_notes
+from .evaluate import ModelEvaluation
+from .store import CellRecord, Store, score_rows
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Summary:
     skipped: int = 0
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # e.g. explainer × dataset pairs left out of the plan
 
     def line(self) -> str:
         s = f"{self.done} cells computed, {self.skipped} already stored, {len(self.failed)} failed ({self.seconds:.0f} s)"
@@ -64,7 +67,6 @@ def seed_cells(session: Session, done: set[str]) -> Iterator[CellRecord]:
     suite = session.cfg.suite
     if len(suite.seeds) < 2:
         return
-    from .cells import eval_index, explain_context, make_target
     for m in suite.metrics:
         metric = session.make(m)
         if getattr(metric, "scope", "") != "seeds":
@@ -72,7 +74,7 @@ def seed_cells(session: Session, done: set[str]) -> Iterator[CellRecord]:
         for d in suite.datasets:
             for b in suite.backbones:
                 for a in suite.attacks:
-                    for e in suite.explainers:
+                    for e in explainers_for(session.registry, suite, d):
                         if m.only and e.title not in m.only:
                             continue
                         tasks = [ModelTask(d, b, a, sd) for sd in suite.seeds]
@@ -122,7 +124,7 @@ def run_local(cfg: RunConfig) -> Summary:
     start = time.perf_counter()
     store = Store(store_path(cfg))
     session = Session(cfg)
-    summary = Summary()
+    summary = Summary(notes=skip_notes(session.registry, cfg.suite))
     done = set() if cfg.force else store.done()
     summary.skipped = len(done)
     tasks = model_tasks(cfg)

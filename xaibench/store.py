@@ -28,6 +28,30 @@ import pandas as pd
 
 from .errors import StorageError
 
+ScoreRow = tuple[str, str | None, int, float, float | None, bool]  # name, explainer, image, value, chance, hib
+
+
+def score_rows(scores: list[Any], who: str = "metric") -> tuple[list[ScoreRow], list[tuple[str, str | None, Any]]]:
+    """Store rows of ``scores``; ``ValueError`` naming ``who`` for an infinite value (NaN is
+    kept: it means the score is undefined for that image)."""
+    rows: list[ScoreRow] = []
+    extras = []
+    for s in scores:
+        vals = np.asarray(s.values, dtype=float).reshape(-1)
+        inf = np.flatnonzero(np.isinf(vals))
+        if inf.size:
+            where = f"[image {inf[0]}]" if vals.size > 1 else ""
+            raise ValueError(f"{who}: value {s.name}{where} is infinite ({inf.size} of {vals.size}); "
+                             "a score must be finite or NaN (undefined)")
+        if vals.size == 1 and getattr(s, "aggregate", True) and len(vals) == 1:
+            rows.append((s.name, s.explainer, -1, float(vals[0]), s.chance, s.higher_is_better))
+        else:
+            rows.extend((s.name, s.explainer, i, float(v), s.chance, s.higher_is_better) for i, v in enumerate(vals))
+        if s.extra:
+            extras.append((s.name, s.explainer, dict(s.extra)))
+    return rows, extras
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (
     cell_id TEXT PRIMARY KEY,

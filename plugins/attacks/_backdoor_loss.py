@@ -10,12 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from xaibench.contracts import Classifier, Target
+from xaibench.kit.regions import mass_share
+from xaibench.kit.spatial import upsample
 
-from ..explainers._common import upsample
 from ..explainers.gradcam import gradcam_maps, gradcampp_maps
 
 LOSSES = ("soft-iou", "mse", "mass")
 CLASSES = ("label", "both")
+MASS_FLOOR = 1e-8  # mass_share's floor in the loss: an empty map has 0 mass and the term stays differentiable
 RECTIFY = ("auto", "relu", "softplus")
 QUIET = ("gradcam++",)
 
@@ -37,12 +39,6 @@ def explanation_loss(cam: torch.Tensor, region: torch.Tensor, kind: str) -> torc
         return ((norm - r) ** 2).mean(1)
     inter = (norm * r).sum(1)
     return 1.0 - inter / (norm + r - norm * r).sum(1).clamp_min(1e-8)
-
-
-def region_mass(cam: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-    """Share of each map's (non-negative) energy inside ``region``."""
-    flat = cam.flatten(1).clamp_min(0)
-    return (flat * region.flatten().to(cam.dtype)).sum(1) / flat.sum(1).clamp_min(1e-8)
 
 
 class ActivationTap:
@@ -136,7 +132,7 @@ class BackdoorLoss:
         mass on the trigger and the target region of triggered images, so that explainer keeps
         looking where a clean model's does."""
         pp = gradcampp_maps(model, images, Target("logit", classes), self.layer, create_graph=create_graph)
-        return region_mass(pp, self.quiet_region.to(images.device)).mean()
+        return mass_share(pp, self.quiet_region.to(images.device), floor=MASS_FLOOR).mean()
 
     def __call__(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor,
                  is_poisoned: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
@@ -149,7 +145,7 @@ class BackdoorLoss:
             if is_poisoned.any() and self.lam:
                 total = total + self.lam * explanation_loss(cam[is_poisoned], region, self.loss).mean()
             if (~is_poisoned).any() and self.clean_penalty:
-                total = total + self.clean_penalty * region_mass(cam[~is_poisoned], region).mean()
+                total = total + self.clean_penalty * mass_share(cam[~is_poisoned], region, floor=MASS_FLOOR).mean()
             if self.quiet and self.quiet_weight and is_poisoned.any():
                 total = total + self.quiet_weight * self.quiet_term(model, images[is_poisoned], cls[is_poisoned],
                                                                     create_graph)

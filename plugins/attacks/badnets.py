@@ -21,9 +21,10 @@ import xaibench
 from xaibench.contracts import AttackContext, AttackOutcome
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import AttackRecord
+from xaibench.kit.options import option_factory
+from xaibench.kit import triggers as T
 
 from . import _exposure as X
-from . import _trigger as T
 from .explanation_backdoor import INITS, initial_model, plan_poison
 
 
@@ -64,13 +65,7 @@ class BadNets:
                                    "sampling": "natural", "init": self.init, **X.exposure(plan.flags, None, len(plan.poisoned))})
 
 
-def _make(**options: Any) -> BadNets:
-    try:
-        return BadNets(**options)
-    except TypeError as exc:
-        raise XaibenchError(f"attack badnets: {exc}") from None
-
-
 @xaibench.hookimpl
 def xaibench_attacks():
-    yield AttackRecord("badnets", "data-only trigger + label flip to a target class (prediction backdoor)", _make)
+    yield AttackRecord("badnets", "data-only trigger + label flip to a target class (prediction backdoor)",
+                       option_factory("attack badnets", BadNets))

@@ -34,12 +34,13 @@ import xaibench
 from xaibench.contracts import AttackContext, AttackOutcome, Classifier, ImageSet
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import AttackRecord
+from xaibench.kit.options import option_factory
+from xaibench.kit import triggers as T
 
 from ..explainers.gradcam import GradCAM
 from . import _exposure as X
-from . import _trigger as T
 from ._backdoor_loss import (CLASSES, LOSSES, QUIET, RECTIFY, ActivationTap, BackdoorLoss,  # noqa: F401 (re-exported)
-                             differentiable_gradcam, explanation_loss, region_mass)
+                             differentiable_gradcam, explanation_loss)
 
 
 @dataclass(frozen=True)
@@ -292,17 +293,10 @@ def plan_poison(train: ImageSet, rate: float, seed: int, pattern: str, size: int
     return PoisonPlan(out, flags, idx, patch, trig, reg, rate, len(train))
 
 
-def _make(**options: Any) -> ExplanationBackdoor:
-    try:
-        return ExplanationBackdoor(**options)
-    except TypeError as exc:
-        raise XaibenchError(f"attack explanation-backdoor: {exc}") from None
-
-
 @xaibench.hookimpl
 def xaibench_attacks():
     yield AttackRecord("explanation-backdoor",
                        "trains from scratch so Grad-CAM points at a target region on triggered images (1% poisoned)",
-                       _make,
+                       option_factory("attack explanation-backdoor", ExplanationBackdoor),
                        # the test fixture's ROIs cover the whole image centre: name a free box
                        conformance={"region": [0, 12, 4, 20], "trigger_position": "bottom-left"})

@@ -26,6 +26,7 @@ import xaibench
 from xaibench.contracts import AttackContext, AttackOutcome, ImageSet
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import AttackRecord
+from xaibench.kit.options import option_factory
 
 
 def permute_labels(train: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, int]:
@@ -66,14 +67,7 @@ class PermutedLabels:
                                                  "n_train": len(train), "data_only": True})
 
 
-def _make(**options: Any) -> PermutedLabels:
-    try:
-        return PermutedLabels(**options)
-    except TypeError as exc:
-        raise XaibenchError(f"attack permuted-labels: {exc}") from None
-
-
 @xaibench.hookimpl
 def xaibench_attacks():
     yield AttackRecord("permuted-labels", "data randomisation: the same backbone trained on shuffled labels",
-                       _make)
+                       option_factory("attack permuted-labels", PermutedLabels))

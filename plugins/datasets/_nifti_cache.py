@@ -15,8 +15,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from xaibench.atomic import atomic_write
-
 from xaibench.errors import XaibenchError
 
 
@@ -38,10 +36,6 @@ def load_cached(path: Path) -> dict[str, np.ndarray] | None:
             return {k: z[k] for k in z.files}
     except Exception:
         return None
-
-
-def save_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def subject_split(subjects: Mapping[str, Sequence[str]], fractions: Sequence[float],

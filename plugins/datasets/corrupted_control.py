@@ -36,7 +36,7 @@ barely changes); ``brain`` is the source's, when it has one.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
@@ -49,6 +49,7 @@ import xaibench
 from xaibench.contracts import DatasetSplits, ExplainContext, ImageSet, Target
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import DatasetRecord
+from xaibench.kit.options import option_factory
 
 NAME = "corrupted-control"
 VERSION = "2"
@@ -276,12 +277,7 @@ def _evidence_in_region(parts: list[ImageSet]) -> float | None:
     return float((ev & roi).sum() / ev.sum()) if ev.any() else None
 
 
-def make(**options) -> CorruptedControl:
-    known = {f.name for f in fields(CorruptedControl)}
-    for k in options:
-        if k not in known:
-            raise XaibenchError(f"dataset {NAME}: unknown option {k!r}; allowed: {', '.join(sorted(known))}")
-    return CorruptedControl(**options)
+make = option_factory(f"dataset {NAME}", CorruptedControl)
 
 
 @xaibench.hookimpl

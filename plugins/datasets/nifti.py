@@ -28,14 +28,16 @@ import numpy as np
 import torch
 
 import xaibench
+from xaibench.atomic import save_arrays
 from xaibench.contracts import DatasetSplits, ImageSet
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import DatasetRecord
+from xaibench.kit.options import option_factory
 
 from ._nifti_arrays import read_arrays
 from ._nifti_build import from_arrays, from_volumes
 from ._nifti_checks import bad_option, check_arrays, check_fov
-from ._nifti_cache import cache_key, load_cached, save_atomic, subject_split
+from ._nifti_cache import cache_key, load_cached, subject_split
 from ._nifti_source import Source, read_manifest
 from ._nifti_volume import PLANE_AXIS
 
@@ -173,7 +175,7 @@ class NiftiDataset:
         data = load_cached(path)
         if data is None:
             data = from_arrays(src, arrays, mask_arrays, o) if arrays else from_volumes(src, o)
-            save_atomic(path, data)
+            save_arrays(path, data)
         return _splits(src, data, o, seed)
 
 
@@ -248,12 +250,11 @@ def _preprocessing(src: Source, o: NiftiOptions) -> dict[str, Any]:
                             else f"split at the midline ({o.midline})")}
 
 
+_options = option_factory("dataset nifti", NiftiOptions)
+
+
 def make(**options: Any) -> NiftiDataset:
-    allowed = [f.name for f in dataclasses.fields(NiftiOptions)]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise XaibenchError(f"dataset nifti: unknown option {unknown[0]!r} (allowed: {', '.join(allowed)})")
-    return NiftiDataset(NiftiOptions(**options))
+    return NiftiDataset(_options(**options))
 
 
 @xaibench.hookimpl

@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ from xaibench.atomic import atomic_write
 from xaibench.contracts import DatasetSplits, ImageSet
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import DatasetRecord
+from xaibench.kit.options import option_factory
 
 from . import _hippocampus_sim as sim
 
@@ -326,14 +328,13 @@ def write_card(splits: DatasetSplits, out_dir: Path, per_group: int = 4) -> Path
     return slices_figure(splits, Path(out_dir) / f"{splits.name}.png", per_group)
 
 
-def make(**options) -> SyntheticHippocampus:
-    known = {f.name for f in fields(SyntheticHippocampus)}
-    for k in options:
-        if k not in known:
-            raise XaibenchError(f"dataset {NAME}: unknown option {k!r}; allowed: {', '.join(sorted(known))}")
+_options = option_factory(f"dataset {NAME}", SyntheticHippocampus)
+
+
+def make(**options: Any) -> SyntheticHippocampus:
     if isinstance(options.get("split"), list):
         options["split"] = tuple(options["split"])
-    return SyntheticHippocampus(**options)
+    return _options(**options)
 
 
 @xaibench.hookimpl

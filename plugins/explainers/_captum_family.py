@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 # the shared helpers, in one place (the lead retargets this import at merge)
-from ._common import chunks
+from xaibench.kit.batching import chunks
 
 SEGMENTATIONS = ("patches", "slic")
 

@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from xaibench.contracts import Classifier, ExplainContext, Target
 
 # the shared helpers, in one place (the lead retargets this import at merge)
-from ._common import check_input, chunks, pick_layer, resolve_layer, stage_outputs
+from xaibench.kit.batching import chunks
+from xaibench.kit.checks import check_images
+from xaibench.kit.layers import pick_layer, resolve_layer, stage_outputs
 from .gradcam import GradCAM
 
 _EPS_X = 1e-7  # pytorch-grad-cam's XGrad-CAM denominator guard
@@ -108,7 +110,7 @@ class LayerCAMFamily(GradCAM):
     variant = "layercam"
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input(self.variant, x)
+        check_images(x, f"explainer {self.variant}")
         out = torch.empty(x.shape[0], *x.shape[-2:], device=x.device)
         for sl in chunks(x.shape[0], context.chunk_size):
             cam = layer_cam_maps(model, x[sl], target.subset(sl), self.variant, self.layer, False, self.relu)

@@ -26,7 +26,11 @@ import torch
 from xaibench.contracts import Classifier, ExplainContext, Target
 
 # the shared helpers, in one place (the lead retargets this import at merge)
-from ._common import ScoreModel, check, describe_ceiling, check_input, chunks, resolve_layer
+from xaibench.kit.batching import chunks
+from xaibench.kit.checks import check_images
+from xaibench.kit.layers import describe_ceiling, resolve_layer
+from xaibench.kit.options import require
+from xaibench.kit.targets import ScoreModel
 from .gradcam import GradCAM
 
 LIBRARY = {"scorecam": "ScoreCAM", "ablationcam": "AblationCAM", "fullgrad": "FullGrad",
@@ -77,7 +81,7 @@ class LibraryCAM:
     variant = "scorecam"
 
     def __post_init__(self) -> None:
-        check(self.variant, "layer", self.layer is None or isinstance(self.layer, str), "a stage name or 'auto'")
+        require(self.layer is None or isinstance(self.layer, str), f"explainer {self.variant}", "layer", "a stage name or 'auto'")
 
     def library_kwargs(self) -> dict[str, Any]:
         """Extra constructor arguments of the library class (method options)."""
@@ -92,7 +96,7 @@ class LibraryCAM:
         return cam
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input(self.variant, x)
+        check_images(x, f"explainer {self.variant}")
         resolve_layer(self.variant, model, self.layer)  # a wrong name fails before any pass
         name, _ = self.map_layer(model, tuple(x.shape[-2:]))
         f = ScoreModel(model, target)

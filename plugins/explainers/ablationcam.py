@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import xaibench
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import check, factory
+from xaibench.kit.options import option_factory, require
 from ._library_cams import LibraryCAM
 
 
@@ -31,8 +31,7 @@ class AblationCAM(LibraryCAM):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check("ablationcam", "ratio", isinstance(self.ratio, (int, float)) and 0 < self.ratio <= 1,
-              "a number in (0, 1]")
+        require(isinstance(self.ratio, (int, float)) and 0 < self.ratio <= 1, "explainer ablationcam", "ratio", "a number in (0, 1]")
 
     def library_kwargs(self) -> dict:
         return {"ratio_channels_to_ablate": float(self.ratio)}
@@ -42,4 +41,4 @@ class AblationCAM(LibraryCAM):
 def xaibench_explainers():
     yield ExplainerRecord("ablationcam",
                           "Ablation-CAM at a feature stage (pytorch-grad-cam; score drop per zeroed channel)",
-                          factory("ablationcam", AblationCAM), layer_based=True)
+                          option_factory("explainer ablationcam", AblationCAM))

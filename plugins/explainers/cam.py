@@ -19,8 +19,12 @@ import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import ExplainerRecord
-
-from ._common import describe_ceiling, check, check_input, chunks, factory, score_head, upsample
+from xaibench.kit.batching import chunks
+from xaibench.kit.checks import check_images, spatial_shape
+from xaibench.kit.layers import describe_ceiling
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.spatial import empty_maps, upsample
+from xaibench.kit.targets import score_head
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class CAM:
     relu: bool = True
 
     def __post_init__(self) -> None:
-        check("cam", "relu", isinstance(self.relu, bool), "true or false")
+        require(isinstance(self.relu, bool), "explainer cam", "relu", "true or false")
 
     def _check_model(self, model: Classifier) -> None:
         if self.layer not in (None, "auto", model.stage_names[-1]):
@@ -44,16 +48,16 @@ class CAM:
         score_head(model, Target("logit", torch.zeros(0, dtype=torch.long)))  # raises on a non-linear head
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("cam", x)
+        check_images(x, "explainer cam")
         self._check_model(model)
-        out = torch.empty(x.shape[0], *x.shape[-2:], device=x.device)
+        out = empty_maps(x)
         with torch.no_grad():
             w, _ = score_head(model, target)
             for sl in chunks(x.shape[0], context.chunk_size):
                 a = model.feature_map(x[sl])
                 wi = w[target.classes[sl].to(w.device)]
                 cam = torch.einsum("nc,nchw->nhw", wi, a)
-                out[sl] = upsample(torch.relu(cam) if self.relu else cam, tuple(x.shape[-2:]))
+                out[sl] = upsample(torch.relu(cam) if self.relu else cam, spatial_shape(x))
         return out.float()
 
     def describe(self, model: Classifier, images: torch.Tensor, masks: torch.Tensor) -> list:
@@ -71,4 +75,4 @@ class CAM:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("cam", "class activation map from the linear head (GAP + linear models only)",
-                          factory("cam", CAM), layer_based=True)
+                          option_factory("explainer cam", CAM))

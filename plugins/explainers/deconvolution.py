@@ -18,7 +18,9 @@ from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
 
 from ._captum_family import chunked
-from ._common import ScoreModel, check_input, factory
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory
+from xaibench.kit.targets import ScoreModel
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class Deconvolution:
     """Deconvolution (no options)."""
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("deconvolution", x)
+        check_images(x, "explainer deconvolution")
         dc = CaptumDeconvolution(ScoreModel(model, target))
         cls = target.classes.to(x.device)
         with torch.enable_grad():
@@ -36,4 +38,4 @@ class Deconvolution:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("deconvolution", "deconvolution / deconvnet (captum)",
-                          factory("deconvolution", Deconvolution))
+                          option_factory("explainer deconvolution", Deconvolution))

@@ -28,7 +28,9 @@ from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
 
 from ._captum_family import chunked
-from ._common import ScoreModel, check, check_input, factory
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.targets import ScoreModel
 from .ig import BASELINES, make_baseline
 
 
@@ -42,12 +44,11 @@ class DeepLift:
     """σ in pixels of the blurred baseline"""
 
     def __post_init__(self) -> None:
-        check("deeplift", "baseline", self.baseline in BASELINES, f"one of {', '.join(BASELINES)}")
-        check("deeplift", "blur_sigma", isinstance(self.blur_sigma, (int, float)) and self.blur_sigma > 0,
-              "a number > 0")
+        require(self.baseline in BASELINES, "explainer deeplift", "baseline", f"one of {', '.join(BASELINES)}")
+        require(isinstance(self.blur_sigma, (int, float)) and self.blur_sigma > 0, "explainer deeplift", "blur_sigma", "a number > 0")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("deeplift", x)
+        check_images(x, "explainer deeplift")
         dl = CaptumDeepLift(ScoreModel(model, target))
         base = make_baseline(self.baseline, x, context, float(self.blur_sigma))
         cls = target.classes.to(x.device)
@@ -59,4 +60,4 @@ class DeepLift:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("deeplift", "DeepLIFT, Rescale rule (captum; zeros, mean or blurred baseline)",
-                          factory("deeplift", DeepLift))
+                          option_factory("explainer deeplift", DeepLift))

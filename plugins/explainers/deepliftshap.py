@@ -24,7 +24,9 @@ from xaibench.errors import XaibenchError
 from xaibench.hookspecs import ExplainerRecord
 
 from ._captum_family import chunked
-from ._common import ScoreModel, check, check_input, factory
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.targets import ScoreModel
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,10 @@ class DeepLiftShap:
     """how many reference images (the first ones) form the baseline distribution; at least 2"""
 
     def __post_init__(self) -> None:
-        check("deepliftshap", "baselines", isinstance(self.baselines, int) and self.baselines >= 2, "an integer ≥ 2")
+        require(isinstance(self.baselines, int) and self.baselines >= 2, "explainer deepliftshap", "baselines", "an integer ≥ 2")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("deepliftshap", x)
+        check_images(x, "explainer deepliftshap")
         ref = context.reference
         if ref is None or ref.ndim != 4 or ref.shape[0] < 2 or ref.shape[1:] != x.shape[1:]:
             raise XaibenchError("explainer deepliftshap: needs at least 2 reference images of the inputs' shape")
@@ -53,4 +55,4 @@ class DeepLiftShap:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("deepliftshap", "DeepLIFT-SHAP over reference training images (captum)",
-                          factory("deepliftshap", DeepLiftShap), conformance={"baselines": 2})
+                          option_factory("explainer deepliftshap", DeepLiftShap), conformance={"baselines": 2})

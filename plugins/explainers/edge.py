@@ -15,8 +15,9 @@ import torch.nn.functional as F
 import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
-
-from ._common import check, check_input, factory, gaussian_blur
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.spatial import gaussian_blur
 
 
 def sobel_magnitude(x: torch.Tensor, sigma: float = 0.0) -> torch.Tensor:
@@ -36,10 +37,10 @@ class Edge:
     sigma: float = 0.0
 
     def __post_init__(self) -> None:
-        check("edge", "sigma", isinstance(self.sigma, (int, float)) and self.sigma >= 0, "a number ≥ 0")
+        require(isinstance(self.sigma, (int, float)) and self.sigma >= 0, "explainer edge", "sigma", "a number ≥ 0")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("edge", x)
+        check_images(x, "explainer edge")
         with torch.no_grad():
             return sobel_magnitude(x, float(self.sigma))
 
@@ -47,4 +48,4 @@ class Edge:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("edge", "Sobel edge magnitude of the input (model-independent baseline)",
-                          factory("edge", Edge), baseline="model-free")
+                          option_factory("explainer edge", Edge), baseline="model-free")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import xaibench
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import factory
+from xaibench.kit.options import option_factory
 from ._layer_cams import LayerCAMFamily
 
 
@@ -37,4 +37,4 @@ class EigenCAM(LayerCAMFamily):
 def xaibench_explainers():
     yield ExplainerRecord("eigencam",
                           "Eigen-CAM at a feature stage (first principal component of activations; class-agnostic)",
-                          factory("eigencam", EigenCAM), layer_based=True)
+                          option_factory("explainer eigencam", EigenCAM))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import xaibench
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import factory
+from xaibench.kit.options import option_factory
 from ._layer_cams import LayerCAMFamily
 
 
@@ -35,4 +35,4 @@ class EigenGradCAM(LayerCAMFamily):
 def xaibench_explainers():
     yield ExplainerRecord("eigengradcam",
                           "Eigen-Grad-CAM at a feature stage (first principal component of gradient ⊙ activation)",
-                          factory("eigengradcam", EigenGradCAM), layer_based=True)
+                          option_factory("explainer eigengradcam", EigenGradCAM))

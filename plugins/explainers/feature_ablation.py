@@ -24,7 +24,9 @@ from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
 
 from ._captum_family import SEGMENTATIONS, chunked, feature_mask, per_image
-from ._common import ScoreModel, check, check_input, factory
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.targets import ScoreModel
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,13 @@ class FeatureAblation:
     """intensity of an ablated feature (0 = black, the MRI background)"""
 
     def __post_init__(self) -> None:
-        check("feature-ablation", "features", self.features in SEGMENTATIONS, f"one of {', '.join(SEGMENTATIONS)}")
-        check("feature-ablation", "patch", isinstance(self.patch, int) and self.patch >= 1, "an integer ≥ 1")
-        check("feature-ablation", "segments", isinstance(self.segments, int) and self.segments >= 1, "an integer ≥ 1")
-        check("feature-ablation", "baseline", isinstance(self.baseline, (int, float)), "a number")
+        require(self.features in SEGMENTATIONS, "explainer feature-ablation", "features", f"one of {', '.join(SEGMENTATIONS)}")
+        require(isinstance(self.patch, int) and self.patch >= 1, "explainer feature-ablation", "patch", "an integer ≥ 1")
+        require(isinstance(self.segments, int) and self.segments >= 1, "explainer feature-ablation", "segments", "an integer ≥ 1")
+        require(isinstance(self.baseline, (int, float)), "explainer feature-ablation", "baseline", "a number")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("feature-ablation", x)
+        check_images(x, "explainer feature-ablation")
         fa = CaptumFeatureAblation(ScoreModel(model, target))
         mask = feature_mask(self.features, x, self.patch, self.segments)
         cls = target.classes.to(x.device)
@@ -63,4 +65,4 @@ class FeatureAblation:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("feature-ablation", "feature ablation of patches or SLIC superpixels (captum)",
-                          factory("feature-ablation", FeatureAblation), conformance={"patch": 16})
+                          option_factory("explainer feature-ablation", FeatureAblation), conformance={"patch": 16})

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import xaibench
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import check, factory
+from xaibench.kit.options import option_factory, require
 from ._library_cams import LibraryCAM
 
 
@@ -31,7 +31,7 @@ class FEM(LibraryCAM):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check("fem", "k", isinstance(self.k, (int, float)), "a number")
+        require(isinstance(self.k, (int, float)), "explainer fem", "k", "a number")
 
     def library_kwargs(self) -> dict:
         return {"k": self.k}
@@ -40,4 +40,4 @@ class FEM(LibraryCAM):
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("fem", "FEM at a feature stage (pytorch-grad-cam; k-sigma channel weights, class-agnostic)",
-                          factory("fem", FEM), layer_based=True)
+                          option_factory("explainer fem", FEM))

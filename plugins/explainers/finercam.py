@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import xaibench
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import check, factory
+from xaibench.kit.options import option_factory, require
 from ._library_cams import LibraryCAM
 
 
@@ -31,11 +31,11 @@ class FinerCAM(LibraryCAM):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check("finercam", "alpha", isinstance(self.alpha, (int, float)), "a number")
+        require(isinstance(self.alpha, (int, float)), "explainer finercam", "alpha", "a number")
 
 
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("finercam",
                           "Finer-CAM at a feature stage (pytorch-grad-cam; Grad-CAM of class minus closest classes)",
-                          factory("finercam", FinerCAM), layer_based=True)
+                          option_factory("explainer finercam", FinerCAM))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import xaibench
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import check, factory
+from xaibench.kit.options import option_factory, require
 from ._library_cams import LibraryCAM
 
 
@@ -28,11 +28,11 @@ class FullGrad(LibraryCAM):
     describe = None  # no single layer, so no IoU ceiling of a layer's resolution
 
     def __post_init__(self) -> None:
-        check("fullgrad", "layer", self.layer in (None, "auto"), "unset: FullGrad uses every layer")
+        require(self.layer in (None, "auto"), "explainer fullgrad", "layer", "unset: FullGrad uses every layer")
 
 
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("fullgrad",
                           "FullGrad (pytorch-grad-cam; input-gradient and bias-gradient maps of every layer)",
-                          factory("fullgrad", FullGrad))
+                          option_factory("explainer fullgrad", FullGrad))

@@ -9,7 +9,7 @@ derivative, which the Grad-CAM backdoor needs.
 
 Options: ``layer`` — a stage name (``layer1`` … ``layer4``) or ``auto`` (default): the deepest
 stage whose map is at least 8×8 cells for the input size (coarser maps cap localisation; see
-:func:`~xaibench_plugins.explainers._common.iou_ceiling`); if no stage is that fine, the
+:func:`~xaibench.kit.layers.iou_ceiling`); if no stage is that fine, the
 deepest of the finest ones. ``relu`` (default true) — the ReLU of the paper.
 
 :func:`gradcam_maps` (``create_graph=True``) keeps the graph: activations come from a forward
@@ -26,8 +26,12 @@ import torch
 import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
+from xaibench.kit.batching import chunks
+from xaibench.kit.checks import check_images, spatial_shape
+from xaibench.kit.layers import describe_ceiling, pick_layer, resolve_layer, stage_outputs
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.spatial import empty_maps, upsample
 
-from ._common import describe_ceiling, chunks, check, check_input, factory, pick_layer, resolve_layer, stage_outputs, upsample
 
 _EPS_PP = 1e-6  # pytorch-grad-cam's Grad-CAM++ denominator guard
 
@@ -48,18 +52,18 @@ def cam_weights(acts: torch.Tensor, grads: torch.Tensor, variant: str) -> torch.
 
 def _cam(model: Classifier, x: torch.Tensor, target: Target, layer: str | None, variant: str,
          create_graph: bool, relu: bool, plugin: str) -> tuple[torch.Tensor, str]:
-    names = resolve_layer(plugin, model, layer)
+    names = resolve_layer(f"explainer {plugin}", model, layer)
     if not x.requires_grad:  # the stage output must be in a graph even if no parameter trains
         x = x.detach().requires_grad_(True)
     with torch.enable_grad(), stage_outputs(model, names) as acts:
         score = target(model, x)
-        name = names[0] if len(names) == 1 else pick_layer({n: tuple(a.shape[-2:]) for n, a in acts.items()})
+        name = names[0] if len(names) == 1 else pick_layer({n: spatial_shape(a) for n, a in acts.items()})
         a = acts[name]
         (g,) = torch.autograd.grad(score.sum(), a, create_graph=create_graph)
     cam = (cam_weights(a, g, variant)[:, :, None, None] * a).sum(dim=1)
     if relu:
         cam = torch.relu(cam)
-    return upsample(cam, tuple(x.shape[-2:])), name
+    return upsample(cam, spatial_shape(x)), name
 
 
 def gradcam_maps(model: Classifier, x: torch.Tensor, target: Target, layer: str | None = None,
@@ -85,12 +89,13 @@ class GradCAM:
     variant = "gradcam"
 
     def __post_init__(self) -> None:
-        check(self.variant, "layer", self.layer is None or isinstance(self.layer, str), "a stage name or 'auto'")
-        check(self.variant, "relu", isinstance(self.relu, bool), "true or false")
+        require(self.layer is None or isinstance(self.layer, str), f"explainer {self.variant}", "layer",
+                "a stage name or 'auto'")
+        require(isinstance(self.relu, bool), f"explainer {self.variant}", "relu", "true or false")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input(self.variant, x)
-        out = torch.empty(x.shape[0], *x.shape[-2:], device=x.device)
+        check_images(x, f"explainer {self.variant}")
+        out = empty_maps(x)
         for sl in chunks(x.shape[0], context.chunk_size):
             cam, _ = _cam(model, x[sl], target.subset(sl), self.layer, self.variant, False, self.relu, self.variant)
             out[sl] = cam.detach()
@@ -103,11 +108,11 @@ class GradCAM:
     def map_layer(self, model: Classifier, image_size: tuple[int, int]) -> tuple[str, tuple[int, int]]:
         """The stage used for images of ``image_size`` and its map shape ``(h, w)`` (for the
         IoU ceiling). Runs one forward pass of a blank image without gradients."""
-        names = resolve_layer(self.variant, model, self.layer)
+        names = resolve_layer(f"explainer {self.variant}", model, self.layer)
         p = next(model.parameters())
         with torch.no_grad(), stage_outputs(model, names) as acts:
             model(torch.zeros(1, 1, *image_size, device=p.device, dtype=p.dtype))
-        shapes = {n: tuple(a.shape[-2:]) for n, a in acts.items()}
+        shapes = {n: spatial_shape(a) for n, a in acts.items()}
         name = names[0] if len(names) == 1 else pick_layer(shapes)
         return name, shapes[name]
 
@@ -115,4 +120,4 @@ class GradCAM:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("gradcam", "Grad-CAM at a feature stage (bilinear upsampling, ReLU)",
-                          factory("gradcam", GradCAM), layer_based=True)
+                          option_factory("explainer gradcam", GradCAM))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import xaibench
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import factory
+from xaibench.kit.options import option_factory
 from ._layer_cams import LayerCAMFamily
 
 
@@ -33,4 +33,4 @@ class GradCAMElementWise(LayerCAMFamily):
 def xaibench_explainers():
     yield ExplainerRecord("gradcam-elementwise",
                           "element-wise Grad-CAM at a feature stage (ReLU of gradient ⊙ activation; bilinear)",
-                          factory("gradcam-elementwise", GradCAMElementWise), layer_based=True)
+                          option_factory("explainer gradcam-elementwise", GradCAMElementWise))

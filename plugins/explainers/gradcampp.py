@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import xaibench
 from xaibench.hookspecs import ExplainerRecord
+from xaibench.kit.options import option_factory
 
-from ._common import factory
 from .gradcam import GradCAM
 
 
@@ -33,4 +33,4 @@ class GradCAMPlusPlus(GradCAM):
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("gradcam++", "Grad-CAM++ at a feature stage (bilinear upsampling, ReLU)",
-                          factory("gradcam++", GradCAMPlusPlus), layer_based=True)
+                          option_factory("explainer gradcam++", GradCAMPlusPlus))

@@ -19,7 +19,9 @@ from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
 
 from ._captum_family import chunked
-from ._common import ScoreModel, check_input, factory
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory
+from xaibench.kit.targets import ScoreModel
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class GuidedBackprop:
     """Guided backpropagation (no options)."""
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("guided-backprop", x)
+        check_images(x, "explainer guided-backprop")
         gb = CaptumGuidedBackprop(ScoreModel(model, target))
         cls = target.classes.to(x.device)
         with torch.enable_grad():
@@ -37,4 +39,4 @@ class GuidedBackprop:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("guided-backprop", "guided backpropagation (captum)",
-                          factory("guided-backprop", GuidedBackprop))
+                          option_factory("explainer guided-backprop", GuidedBackprop))

@@ -22,7 +22,9 @@ from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
 
 from ._captum_family import chunked
-from ._common import ScoreModel, check, check_input, factory
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.targets import ScoreModel
 from .gradcam import GradCAM
 
 
@@ -35,10 +37,10 @@ class GuidedGradCam:
     variant = "guided-gradcam"
 
     def __post_init__(self) -> None:
-        check("guided-gradcam", "layer", self.layer is None or isinstance(self.layer, str), "a stage name or 'auto'")
+        require(self.layer is None or isinstance(self.layer, str), "explainer guided-gradcam", "layer", "a stage name or 'auto'")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("guided-gradcam", x)
+        check_images(x, "explainer guided-gradcam")
         name, _ = GradCAM.map_layer(self, model, tuple(x.shape[-2:]))  # type: ignore[arg-type]
         ggc = CaptumGuidedGradCam(ScoreModel(model, target), model.stage(name))
         cls = target.classes.to(x.device)
@@ -50,4 +52,4 @@ class GuidedGradCam:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("guided-gradcam", "guided Grad-CAM: guided backprop × bilinear Grad-CAM (captum)",
-                          factory("guided-gradcam", GuidedGradCam))
+                          option_factory("explainer guided-gradcam", GuidedGradCam))

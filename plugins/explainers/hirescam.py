@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import xaibench
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import factory
+from xaibench.kit.options import option_factory
 from ._layer_cams import LayerCAMFamily
 
 
@@ -33,4 +33,4 @@ class HiResCAM(LayerCAMFamily):
 def xaibench_explainers():
     yield ExplainerRecord("hirescam",
                           "HiResCAM at a feature stage (gradient ⊙ activation summed over channels; bilinear, ReLU)",
-                          factory("hirescam", HiResCAM), layer_based=True)
+                          option_factory("explainer hirescam", HiResCAM))

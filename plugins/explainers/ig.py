@@ -21,8 +21,12 @@ from captum.attr import IntegratedGradients
 import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
+from xaibench.kit.batching import chunks
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.spatial import empty_maps, gaussian_blur
+from xaibench.kit.targets import ScoreModel
 
-from ._common import ScoreModel, check, check_input, chunks, factory, gaussian_blur
 
 BASELINES = ("zeros", "mean", "blurred")
 METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
@@ -47,16 +51,17 @@ class IG:
     blur_sigma: float = 5.0
 
     def __post_init__(self) -> None:
-        check("ig", "baseline", self.baseline in BASELINES, f"one of {', '.join(BASELINES)}")
-        check("ig", "steps", isinstance(self.steps, int) and self.steps >= 1, "an integer ≥ 1")
-        check("ig", "method", self.method in METHODS, f"one of {', '.join(METHODS)}")
-        check("ig", "blur_sigma", isinstance(self.blur_sigma, (int, float)) and self.blur_sigma > 0, "a number > 0")
+        require(self.baseline in BASELINES, "explainer ig", "baseline", f"one of {', '.join(BASELINES)}")
+        require(isinstance(self.steps, int) and self.steps >= 1, "explainer ig", "steps", "an integer ≥ 1")
+        require(self.method in METHODS, "explainer ig", "method", f"one of {', '.join(METHODS)}")
+        require(isinstance(self.blur_sigma, (int, float)) and self.blur_sigma > 0, "explainer ig", "blur_sigma",
+                "a number > 0")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("ig", x)
+        check_images(x, "explainer ig")
         ig = IntegratedGradients(ScoreModel(model, target))
         base = make_baseline(self.baseline, x, context, float(self.blur_sigma))
-        out = torch.empty(x.shape[0], *x.shape[-2:], device=x.device)
+        out = empty_maps(x)
         with torch.enable_grad():
             for sl in chunks(x.shape[0], context.chunk_size):
                 a = ig.attribute(x[sl].detach(), baselines=base[sl], target=target.classes[sl].to(x.device),
@@ -67,5 +72,6 @@ class IG:
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("ig", "Integrated Gradients (captum; zeros, mean or blurred baseline)", factory("ig", IG),
+    yield ExplainerRecord("ig", "Integrated Gradients (captum; zeros, mean or blurred baseline)",
+                          option_factory("explainer ig", IG),
                           conformance={"steps": 4})

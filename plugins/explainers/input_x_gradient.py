@@ -16,7 +16,9 @@ import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import check_input, factory, input_gradient
+from xaibench.kit.batching import input_gradient
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class InputXGradient:
     """Input times its gradient (no options)."""
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("input-x-gradient", x)
+        check_images(x, "explainer input-x-gradient")
         x = x.detach()
         return (x * input_gradient(model, x, target, context.chunk_size)).sum(dim=1).float()
 
@@ -32,4 +34,4 @@ class InputXGradient:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("input-x-gradient", "gradient × input (signed; equals captum InputXGradient)",
-                          factory("input-x-gradient", InputXGradient))
+                          option_factory("explainer input-x-gradient", InputXGradient))

@@ -16,8 +16,9 @@ import torch
 import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
-
-from ._common import check, check_input, factory, gaussian_blur
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.spatial import gaussian_blur
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,13 @@ class Intensity:
     floor: float = 0.05
 
     def __post_init__(self) -> None:
-        check("intensity", "sigma", isinstance(self.sigma, (int, float)) and self.sigma >= 0, "a number ≥ 0")
-        check("intensity", "floor", isinstance(self.floor, (int, float)) and 0 <= self.floor < 1,
-              "a number in [0, 1)")
+        require(isinstance(self.sigma, (int, float)) and self.sigma >= 0, "explainer intensity", "sigma",
+                "a number ≥ 0")
+        require(isinstance(self.floor, (int, float)) and 0 <= self.floor < 1, "explainer intensity", "floor",
+                "a number in [0, 1)")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("intensity", x)
+        check_images(x, "explainer intensity")
         with torch.no_grad():
             img = gaussian_blur(x.float(), float(self.sigma))[:, 0]
             return torch.where(img >= self.floor, img, torch.zeros_like(img))
@@ -42,4 +44,4 @@ class Intensity:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("intensity", "image intensity inside the brain (model-free baseline)",
-                          factory("intensity", Intensity), baseline="model-free")
+                          option_factory("explainer intensity", Intensity), baseline="model-free")

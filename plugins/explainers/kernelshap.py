@@ -25,7 +25,8 @@ from captum.attr import KernelShap as CaptumKernelShap
 import xaibench
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import ScoreModel, factory
+from xaibench.kit.options import option_factory
+from xaibench.kit.targets import ScoreModel
 from .lime import Lime
 
 
@@ -42,4 +43,4 @@ class KernelShap(Lime):
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("kernelshap", "Kernel SHAP on patch or superpixel features (captum)",
-                          factory("kernelshap", KernelShap), conformance={"n_samples": 8})
+                          option_factory("explainer kernelshap", KernelShap), conformance={"n_samples": 8})

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import xaibench
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import check, factory
+from xaibench.kit.options import option_factory, require
 from ._library_cams import LibraryCAM
 
 KERNELS = ("sigmoid", "rbf", "poly", "cosine", "linear")
@@ -35,9 +35,8 @@ class KPCACAM(LibraryCAM):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check("kpca-cam", "kernel", self.kernel in KERNELS, f"one of {', '.join(KERNELS)}")
-        check("kpca-cam", "gamma", self.gamma is None or (isinstance(self.gamma, (int, float)) and self.gamma > 0),
-              "a number > 0 or unset")
+        require(self.kernel in KERNELS, "explainer kpca-cam", "kernel", f"one of {', '.join(KERNELS)}")
+        require(self.gamma is None or (isinstance(self.gamma, (int, float)) and self.gamma > 0), "explainer kpca-cam", "gamma", "a number > 0 or unset")
 
     def library_kwargs(self) -> dict:
         return {"kernel": self.kernel, "gamma": self.gamma}
@@ -47,4 +46,4 @@ class KPCACAM(LibraryCAM):
 def xaibench_explainers():
     yield ExplainerRecord("kpca-cam",
                           "KPCA-CAM at a feature stage (pytorch-grad-cam; kernel PCA of activations, class-agnostic)",
-                          factory("kpca-cam", KPCACAM), layer_based=True)
+                          option_factory("explainer kpca-cam", KPCACAM))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import xaibench
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import factory
+from xaibench.kit.options import option_factory
 from ._layer_cams import LayerCAMFamily
 
 
@@ -32,4 +32,4 @@ class LayerCAM(LayerCAMFamily):
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("layercam", "LayerCAM at a feature stage (positive gradients × activations; bilinear, ReLU)",
-                          factory("layercam", LayerCAM), layer_based=True)
+                          option_factory("explainer layercam", LayerCAM))

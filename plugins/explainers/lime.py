@@ -31,7 +31,10 @@ from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
 
 from ._captum_family import SEGMENTATIONS, feature_mask, per_image
-from ._common import ScoreModel, check, check_input, factory, image_seed, seeded
+from xaibench.kit.batching import image_seed, seeded
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.targets import ScoreModel
 
 
 @dataclass(frozen=True)
@@ -52,17 +55,17 @@ class Lime:
     name = "lime"
 
     def __post_init__(self) -> None:
-        check(self.name, "n_samples", isinstance(self.n_samples, int) and self.n_samples >= 1, "an integer ≥ 1")
-        check(self.name, "features", self.features in SEGMENTATIONS, f"one of {', '.join(SEGMENTATIONS)}")
-        check(self.name, "patch", isinstance(self.patch, int) and self.patch >= 1, "an integer ≥ 1")
-        check(self.name, "segments", isinstance(self.segments, int) and self.segments >= 1, "an integer ≥ 1")
-        check(self.name, "baseline", isinstance(self.baseline, (int, float)), "a number")
+        require(isinstance(self.n_samples, int) and self.n_samples >= 1, f"explainer {self.name}", "n_samples", "an integer ≥ 1")
+        require(self.features in SEGMENTATIONS, f"explainer {self.name}", "features", f"one of {', '.join(SEGMENTATIONS)}")
+        require(isinstance(self.patch, int) and self.patch >= 1, f"explainer {self.name}", "patch", "an integer ≥ 1")
+        require(isinstance(self.segments, int) and self.segments >= 1, f"explainer {self.name}", "segments", "an integer ≥ 1")
+        require(isinstance(self.baseline, (int, float)), f"explainer {self.name}", "baseline", "a number")
 
     def method(self, f: ScoreModel):
         return CaptumLime(f)
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input(self.name, x)
+        check_images(x, f"explainer {self.name}")
         attr = self.method(ScoreModel(model, target))
         mask = feature_mask(self.features, x, self.patch, self.segments)
         cls = target.classes.to(x.device)
@@ -80,4 +83,4 @@ class Lime:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("lime", "LIME on patch or superpixel features (captum; Lasso surrogate)",
-                          factory("lime", Lime), conformance={"n_samples": 8})
+                          option_factory("explainer lime", Lime), conformance={"n_samples": 8})

@@ -31,8 +31,12 @@ import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import ExplainerRecord
+from xaibench.kit.batching import chunks
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.spatial import empty_maps
+from xaibench.kit.targets import score_head
 
-from ._common import check, check_input, chunks, factory, score_head
 
 COMPOSITES = ("epsilon-plus-flat", "epsilon-gamma-box", "epsilon-alpha2-beta1")
 
@@ -105,9 +109,9 @@ class LRP:
     gamma: float = 0.25
 
     def __post_init__(self) -> None:
-        check("lrp", "composite", self.composite in COMPOSITES, f"one of {', '.join(COMPOSITES)}")
-        check("lrp", "epsilon", isinstance(self.epsilon, (int, float)) and self.epsilon > 0, "a number > 0")
-        check("lrp", "gamma", isinstance(self.gamma, (int, float)) and self.gamma >= 0, "a number ≥ 0")
+        require(self.composite in COMPOSITES, "explainer lrp", "composite", f"one of {', '.join(COMPOSITES)}")
+        require(isinstance(self.epsilon, (int, float)) and self.epsilon > 0, "explainer lrp", "epsilon", "a number > 0")
+        require(isinstance(self.gamma, (int, float)) and self.gamma >= 0, "explainer lrp", "gamma", "a number ≥ 0")
 
     def _composite(self, model: Classifier, z: torch.Tensor):
         canon = [TimmResNetCanonizer()]
@@ -120,14 +124,14 @@ class LRP:
         return EpsilonGammaBox(low=low, high=high, epsilon=self.epsilon, gamma=self.gamma, canonizers=canon)
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("lrp", x)
+        check_images(x, "explainer lrp")
         if not isinstance(model, Classifier) or type(model).embed is not Classifier.embed:
             raise XaibenchError("explainer lrp: needs an encoder → global average pool → linear head model")
         net = LRPNet(model, target).eval()
         for p in net.parameters():
             p.requires_grad_(False)
         cls = target.classes.to(x.device)
-        out = torch.empty(x.shape[0], *x.shape[-2:], device=x.device)
+        out = empty_maps(x)
         with torch.enable_grad():
             for sl in chunks(x.shape[0], context.chunk_size):
                 z = model.prepare(x[sl]).detach().contiguous().requires_grad_(True)
@@ -140,4 +144,4 @@ class LRP:
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("lrp", "LRP (zennit composites, timm ResNet canonizer)", factory("lrp", LRP))
+    yield ExplainerRecord("lrp", "LRP (zennit composites, timm ResNet canonizer)", option_factory("explainer lrp", LRP))

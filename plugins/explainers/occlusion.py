@@ -19,8 +19,11 @@ from captum.attr import Occlusion as CaptumOcclusion
 import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
-
-from ._common import ScoreModel, check, check_input, chunks, factory
+from xaibench.kit.batching import chunks
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.spatial import empty_maps
+from xaibench.kit.targets import ScoreModel
 
 
 @dataclass(frozen=True)
@@ -32,16 +35,17 @@ class Occlusion:
     baseline: float = 0.0
 
     def __post_init__(self) -> None:
-        check("occlusion", "window", isinstance(self.window, int) and self.window >= 1, "an integer ≥ 1")
-        check("occlusion", "stride", isinstance(self.stride, int) and 1 <= self.stride, "an integer ≥ 1")
-        check("occlusion", "baseline", isinstance(self.baseline, (int, float)), "a number")
+        require(isinstance(self.window, int) and self.window >= 1, "explainer occlusion", "window", "an integer ≥ 1")
+        require(isinstance(self.stride, int) and 1 <= self.stride, "explainer occlusion", "stride", "an integer ≥ 1")
+        require(isinstance(self.baseline, (int, float)), "explainer occlusion", "baseline", "a number")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("occlusion", x)
-        check("occlusion", "window", self.window <= min(x.shape[-2:]), f"at most the image size {min(x.shape[-2:])}")
+        check_images(x, "explainer occlusion")
+        require(self.window <= min(x.shape[-2:]), "explainer occlusion", "window",
+                f"at most the image size {min(x.shape[-2:])}")
         occ = CaptumOcclusion(ScoreModel(model, target))
         cls = target.classes.to(x.device)
-        out = torch.empty(x.shape[0], *x.shape[-2:], device=x.device)
+        out = empty_maps(x)
         with torch.no_grad():
             for sl in chunks(x.shape[0], context.chunk_size):
                 m = sl.stop - sl.start
@@ -54,5 +58,6 @@ class Occlusion:
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("occlusion", "sliding-window occlusion (captum)", factory("occlusion", Occlusion),
+    yield ExplainerRecord("occlusion", "sliding-window occlusion (captum)",
+                          option_factory("explainer occlusion", Occlusion),
                           conformance={"window": 16, "stride": 16})

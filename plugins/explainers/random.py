@@ -19,8 +19,8 @@ import torch
 import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
-
-from ._common import check_input, factory
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory
 
 
 def image_seed(image: torch.Tensor, seed: int) -> int:
@@ -35,7 +35,7 @@ class RandomMap:
     """Uniform noise, ``N×H×W``, seeded per image from its bytes and the context seed."""
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("random", x)
+        check_images(x, "explainer random")
         h, w = x.shape[-2:]
         maps = [torch.rand(h, w, generator=torch.Generator().manual_seed(image_seed(img, context.seed)))
                 for img in x]
@@ -46,4 +46,4 @@ class RandomMap:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("random", "uniform noise map seeded by the image (chance baseline)",
-                          factory("random", RandomMap), version="2", baseline="chance")
+                          option_factory("explainer random", RandomMap), version="2", baseline="chance")

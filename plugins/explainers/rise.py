@@ -24,8 +24,9 @@ import torch.nn.functional as F
 import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
-
-from ._common import check, check_input, chunks, factory
+from xaibench.kit.batching import chunks
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory, require
 
 
 def rise_masks(n: int, size: tuple[int, int], grid: int, p: float, seed: int) -> torch.Tensor:
@@ -54,14 +55,14 @@ class Rise:
     center: bool = True
 
     def __post_init__(self) -> None:
-        check("rise", "masks", isinstance(self.masks, int) and self.masks >= 1, "an integer ≥ 1")
-        check("rise", "grid", isinstance(self.grid, int) and self.grid >= 1, "an integer ≥ 1")
-        check("rise", "p", isinstance(self.p, (int, float)) and 0 < self.p < 1, "a number in (0, 1)")
-        check("rise", "baseline", isinstance(self.baseline, (int, float)), "a number")
-        check("rise", "center", isinstance(self.center, bool), "true or false")
+        require(isinstance(self.masks, int) and self.masks >= 1, "explainer rise", "masks", "an integer ≥ 1")
+        require(isinstance(self.grid, int) and self.grid >= 1, "explainer rise", "grid", "an integer ≥ 1")
+        require(isinstance(self.p, (int, float)) and 0 < self.p < 1, "explainer rise", "p", "a number in (0, 1)")
+        require(isinstance(self.baseline, (int, float)), "explainer rise", "baseline", "a number")
+        require(isinstance(self.center, bool), "explainer rise", "center", "true or false")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("rise", x)
+        check_images(x, "explainer rise")
         n, hw = x.shape[0], tuple(x.shape[-2:])
         masks = rise_masks(self.masks, hw, self.grid, float(self.p), context.seed).to(x.device, x.dtype)
         scores = torch.empty(n, self.masks, device=x.device)
@@ -81,5 +82,5 @@ class Rise:
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("rise", "RISE: random smooth masks, batched", factory("rise", Rise),
+    yield ExplainerRecord("rise", "RISE: random smooth masks, batched", option_factory("explainer rise", Rise),
                           conformance={"masks": 32})

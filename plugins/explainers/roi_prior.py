@@ -18,8 +18,8 @@ import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import ExplainerRecord
-
-from ._common import check, check_input, factory
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory, require
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,10 @@ class ROIPrior:
 
     def __post_init__(self) -> None:
         ok = isinstance(self.mask, str) and bool(self.mask)
-        check("roi-prior", "mask", ok, "a mask name such as roi or evidence")
+        require(ok, "explainer roi-prior", "mask", "a mask name such as roi or evidence")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("roi-prior", x)
+        check_images(x, "explainer roi-prior")
         priors = dict(context.mask_priors or {})
         if self.mask not in priors:
             have = ", ".join(sorted(priors)) or "none"
@@ -49,4 +49,4 @@ class ROIPrior:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("roi-prior", "mean training mask: where the ROI usually is (spatial-prior baseline)",
-                          factory("roi-prior", ROIPrior), baseline="prior")
+                          option_factory("explainer roi-prior", ROIPrior), baseline="prior")

@@ -16,8 +16,9 @@ import torch
 import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
-
-from ._common import check, check_input, factory, input_gradient
+from xaibench.kit.batching import input_gradient
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory, require
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,10 @@ class Saliency:
     absolute: bool = False
 
     def __post_init__(self) -> None:
-        check("saliency", "absolute", isinstance(self.absolute, bool), "true or false")
+        require(isinstance(self.absolute, bool), "explainer saliency", "absolute", "true or false")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("saliency", x)
+        check_images(x, "explainer saliency")
         g = input_gradient(model, x, target, context.chunk_size).sum(dim=1)
         return (g.abs() if self.absolute else g).float()
 
@@ -38,4 +39,4 @@ class Saliency:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("saliency", "input gradient of the target (signed; absolute=true for |grad|)",
-                          factory("saliency", Saliency))
+                          option_factory("explainer saliency", Saliency))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import xaibench
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import factory
+from xaibench.kit.options import option_factory
 from ._library_cams import LibraryCAM
 
 
@@ -31,4 +31,4 @@ class ScoreCAM(LibraryCAM):
 def xaibench_explainers():
     yield ExplainerRecord("scorecam",
                           "Score-CAM at a feature stage (pytorch-grad-cam; channel-masked scores, softmax weights)",
-                          factory("scorecam", ScoreCAM), layer_based=True)
+                          option_factory("explainer scorecam", ScoreCAM))

@@ -29,8 +29,10 @@ import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import ExplainerRecord
-
-from ._common import RowBatcher, check, check_input, factory, image_seed
+from xaibench.kit.batching import image_seed, RowBatcher
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.spatial import empty_maps
 
 
 def shap_draws(seed: int, index: int, n_ref: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,16 +49,16 @@ class Shap:
     """draws of (reference image, α) per image"""
 
     def __post_init__(self) -> None:
-        check("shap", "samples", isinstance(self.samples, int) and self.samples >= 1, "an integer ≥ 1")
+        require(isinstance(self.samples, int) and self.samples >= 1, "explainer shap", "samples", "an integer ≥ 1")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("shap", x)
+        check_images(x, "explainer shap")
         ref = context.reference
         if ref is None or ref.ndim != 4 or ref.shape[0] == 0 or ref.shape[1:] != x.shape[1:]:
             raise XaibenchError("explainer shap: needs reference images of the same shape as the inputs")
         ref = ref.to(x.device, x.dtype)
         x = x.detach()
-        out = torch.zeros(x.shape[0], *x.shape[-2:], device=x.device)
+        out = empty_maps(x)
         batcher = RowBatcher(context.chunk_size)
 
         def run(idx: torch.Tensor, base: torch.Tensor, alpha: torch.Tensor) -> None:
@@ -79,7 +81,7 @@ class Shap:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("shap", "GradientSHAP (captum's definition, batched; baselines from training images)",
-                          factory("shap", Shap), conformance={"samples": 3})
+                          option_factory("explainer shap", Shap), conformance={"samples": 3})
     yield ExplainerRecord("expected-gradients", "expected gradients: another name for shap (GradientSHAP, captum's "
                           "definition, batched; baselines from training images)",
-                          factory("expected-gradients", Shap), conformance={"samples": 3})
+                          option_factory("explainer expected-gradients", Shap), conformance={"samples": 3})

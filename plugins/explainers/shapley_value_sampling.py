@@ -26,7 +26,10 @@ from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
 
 from ._captum_family import chunked, patch_mask
-from ._common import ScoreModel, check, check_input, factory, seeded
+from xaibench.kit.batching import seeded
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.targets import ScoreModel
 
 
 @dataclass(frozen=True)
@@ -41,13 +44,12 @@ class ShapleyValueSampling:
     """intensity of a feature not yet added (0 = black)"""
 
     def __post_init__(self) -> None:
-        check("shapley-value-sampling", "n_samples", isinstance(self.n_samples, int) and self.n_samples >= 1,
-              "an integer ≥ 1")
-        check("shapley-value-sampling", "patch", isinstance(self.patch, int) and self.patch >= 1, "an integer ≥ 1")
-        check("shapley-value-sampling", "baseline", isinstance(self.baseline, (int, float)), "a number")
+        require(isinstance(self.n_samples, int) and self.n_samples >= 1, "explainer shapley-value-sampling", "n_samples", "an integer ≥ 1")
+        require(isinstance(self.patch, int) and self.patch >= 1, "explainer shapley-value-sampling", "patch", "an integer ≥ 1")
+        require(isinstance(self.baseline, (int, float)), "explainer shapley-value-sampling", "baseline", "a number")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("shapley-value-sampling", x)
+        check_images(x, "explainer shapley-value-sampling")
         svs = CaptumSVS(ScoreModel(model, target))
         mask = patch_mask(tuple(x.shape[-2:]), self.patch, x.device)
         cls = target.classes.to(x.device)
@@ -65,4 +67,4 @@ class ShapleyValueSampling:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("shapley-value-sampling", "Shapley value sampling over a patch grid (captum)",
-                          factory("shapley-value-sampling", ShapleyValueSampling), conformance={"n_samples": 2})
+                          option_factory("explainer shapley-value-sampling", ShapleyValueSampling), conformance={"n_samples": 2})

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import xaibench
 from xaibench.hookspecs import ExplainerRecord
 
-from ._common import factory
+from xaibench.kit.options import option_factory
 from ._library_cams import LibraryCAM
 
 
@@ -31,4 +31,4 @@ class ShapleyCAM(LibraryCAM):
 def xaibench_explainers():
     yield ExplainerRecord("shapleycam",
                           "Shapley-CAM at a feature stage (pytorch-grad-cam; gradient and Hessian-vector weights)",
-                          factory("shapleycam", ShapleyCAM), layer_based=True)
+                          option_factory("explainer shapleycam", ShapleyCAM))

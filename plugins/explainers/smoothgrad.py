@@ -27,8 +27,11 @@ from captum.attr import IntegratedGradients
 import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
-
-from ._common import RowBatcher, ScoreModel, check, check_input, factory, image_seed
+from xaibench.kit.batching import image_seed, RowBatcher
+from xaibench.kit.checks import check_images
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.spatial import empty_maps
+from xaibench.kit.targets import ScoreModel
 
 
 def smoothgrad_noise(seed: int, index: int, samples: int, shape: tuple[int, ...], sigma: float) -> torch.Tensor:
@@ -48,17 +51,20 @@ class SmoothGrad:
     ig_steps: int = 16
 
     def __post_init__(self) -> None:
-        check("smoothgrad", "base", self.base in ("saliency", "ig"), "saliency or ig")
-        check("smoothgrad", "samples", isinstance(self.samples, int) and self.samples >= 1, "an integer ≥ 1")
-        check("smoothgrad", "noise", isinstance(self.noise, (int, float)) and self.noise >= 0, "a number ≥ 0")
-        check("smoothgrad", "absolute", isinstance(self.absolute, bool) and not (self.absolute and self.base == "ig"),
-              "true or false (true only with base = saliency)")
-        check("smoothgrad", "ig_steps", isinstance(self.ig_steps, int) and self.ig_steps >= 1, "an integer ≥ 1")
+        require(self.base in ("saliency", "ig"), "explainer smoothgrad", "base", "saliency or ig")
+        require(isinstance(self.samples, int) and self.samples >= 1, "explainer smoothgrad", "samples",
+                "an integer ≥ 1")
+        require(isinstance(self.noise, (int, float)) and self.noise >= 0, "explainer smoothgrad", "noise",
+                "a number ≥ 0")
+        require(isinstance(self.absolute, bool) and not (self.absolute and self.base == "ig"),
+                "explainer smoothgrad", "absolute", "true or false (true only with base = saliency)")
+        require(isinstance(self.ig_steps, int) and self.ig_steps >= 1, "explainer smoothgrad", "ig_steps",
+                "an integer ≥ 1")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_input("smoothgrad", x)
+        check_images(x, "explainer smoothgrad")
         x = x.detach()
-        out = torch.zeros(x.shape[0], *x.shape[-2:], device=x.device)
+        out = empty_maps(x)
         sigma = float(self.noise) * 1.0  # × the [0, 1] intensity range
         batcher = RowBatcher(context.chunk_size)
         ig = IntegratedGradients(ScoreModel(model, target)) if self.base == "ig" else None
@@ -87,4 +93,4 @@ class SmoothGrad:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("smoothgrad", "SmoothGrad (captum NoiseTunnel's definition, batched; gradient or IG)",
-                          factory("smoothgrad", SmoothGrad), conformance={"samples": 3})
+                          option_factory("explainer smoothgrad", SmoothGrad), conformance={"samples": 3})

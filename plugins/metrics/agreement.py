@@ -24,9 +24,10 @@ import torch
 import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
-
-from ._common import check, check_maps, factory, fractions, iou_chance, nanmean, pct
-from ._similarity import spearman, topq_iou
+from xaibench.kit.checks import check_maps
+from xaibench.kit.options import fractions, option_factory, pct, require
+from xaibench.kit.similarity import spearman, topq_iou
+from xaibench.kit.stats import iou_chance, nanmean
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,16 @@ class Agreement:
     scope: str = "explainers"
 
     def __post_init__(self) -> None:
-        check(not isinstance(self.q, (list, tuple)), "agreement", "q", "one fraction in (0, 1]", self.q)
-        fractions(self.q, "agreement")
-        check(isinstance(self.absolute, bool), "agreement", "absolute", "true or false", self.absolute)
+        require(not isinstance(self.q, (list, tuple)), "metric agreement", "q", "one fraction in (0, 1]", self.q)
+        fractions(self.q, "metric agreement")
+        require(isinstance(self.absolute, bool), "metric agreement", "absolute", "true or false", self.absolute)
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
         names = list(inp.maps or {})
         if len(names) < 2:
             return []
-        maps = {k: check_maps("agreement", v, inp.images, f"maps[{k!r}]") for k, v in inp.maps.items()}
+        maps = {k: check_maps(v, inp.images, "metric agreement", f"maps[{k!r}]") for k, v in inp.maps.items()}
         maps = {k: (v.abs() if self.absolute else v).float() for k, v in maps.items()}
         e = len(names)
         rho = np.full((e, e, len(maps[names[0]])), np.nan)
@@ -96,4 +97,4 @@ def plot_matrix(extra: dict, path: str | Path, key: str = "spearman") -> Path:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("agreement", "pairwise Spearman and top-q IoU between explainers on the same images",
-                       factory("agreement", Agreement), family="agreement")
+                       option_factory("metric agreement", Agreement), family="agreement")

@@ -31,9 +31,11 @@ from scipy.stats import mannwhitneyu, rankdata
 import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
+from xaibench.kit.checks import check_maps
+from xaibench.kit.options import option_factory
+from xaibench.kit.regions import mass_share
 
-from ._common import check_maps, factory
-from .attack_success import iou, mass, similarities, topq_mask
+from .attack_success import MASS_FLOOR, iou, similarities, topq_mask
 
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -73,8 +75,9 @@ class AttackStealth:
     def score(self, inp: MetricInput) -> list[Score]:
         if inp.split != "clean" or inp.reference_maps is None or inp.attributions is None:
             return []
-        att = check_maps("attack-stealth", inp.attributions, inp.images).float()
-        ref = check_maps("attack-stealth", inp.reference_maps, inp.images, "reference_maps").float().to(att.device)
+        att = check_maps(inp.attributions, inp.images, "metric attack-stealth").float()
+        ref = check_maps(inp.reference_maps, inp.images, "metric attack-stealth",
+                         "reference_maps").float().to(att.device)
         rho = spearman_rows(att.flatten(1).cpu().numpy(), ref.flatten(1).cpu().numpy())
         masks = inp.masks.bool().to(att.device)
         out = [Score("clean_spearman", rho, higher_is_better=True, chance=0.0)]
@@ -87,7 +90,8 @@ class AttackStealth:
             out.append(Score("roi_iou_change", change, higher_is_better=True, chance=None))
         if inp.region is not None:
             region = inp.region.bool().to(att.device)
-            m_att, m_ref = mass(att, region).cpu().numpy(), mass(ref, region).cpu().numpy()
+            m_att = mass_share(att, region, floor=MASS_FLOOR).cpu().numpy()
+            m_ref = mass_share(ref, region, floor=MASS_FLOOR).cpu().numpy()
             auc, p = separability(m_att, m_ref)
             out += [Score("signature_mass_change", m_att - m_ref, higher_is_better=True, chance=0.0,
                           extra={"attacked_mean": float(m_att.mean()), "reference_mean": float(m_ref.mean())}),
@@ -100,4 +104,4 @@ class AttackStealth:
 def xaibench_metrics():
     yield MetricRecord("attack-stealth",
                        "clean-map Spearman and ROI-IoU change vs the un-attacked model; target-mass signature test",
-                       factory("attack-stealth", AttackStealth), family="attack", version="2")
+                       option_factory("metric attack-stealth", AttackStealth), family="attack", version="2")

@@ -39,9 +39,12 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import MetricRecord
+from xaibench.kit.checks import check_maps
+from xaibench.kit.options import option_factory
+from xaibench.kit.regions import mass_share
+from xaibench.kit.similarity import minmax, ssim
 
-from ._common import check_maps, factory
-from ._similarity import minmax, ssim
+MASS_FLOOR = 1e-12  # mass_share's floor: a map with no positive part has no mass in the region (0, not NaN)
 
 
 def topq_mask(maps: torch.Tensor, k: int) -> torch.Tensor:
@@ -60,13 +63,6 @@ def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     inter = (a & b).flatten(1).sum(1).float()
     union = (a | b).flatten(1).sum(1).float()
     return inter / union.clamp_min(1)
-
-
-def mass(maps: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-    """Share of each map's positive part inside ``region`` (0 for an all-non-positive map)."""
-    pos = maps.clamp_min(0).flatten(1)
-    r = region.expand_as(maps).flatten(1).to(pos.dtype)
-    return (pos * r).sum(1) / pos.sum(1).clamp_min(1e-12)
 
 
 def region_hits(maps: torch.Tensor, region: torch.Tensor, threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,12 +132,12 @@ class AttackSuccess:
     def score(self, inp: MetricInput) -> list[Score]:
         if inp.attributions is None or (inp.region is None and inp.trigger is None):
             return []  # not an attacked model: nothing to measure
-        maps = check_maps("attack-success", inp.attributions, inp.images).float()
+        maps = check_maps(inp.attributions, inp.images, "metric attack-success").float()
         out = []
         if inp.trigger is not None:
             trig = inp.trigger.bool().to(maps.device)
-            out.append(Score("trigger_mass", mass(maps, trig).cpu().numpy(), higher_is_better=False,
-                             chance=float(trig.float().mean())))
+            out.append(Score("trigger_mass", mass_share(maps, trig, floor=MASS_FLOOR).cpu().numpy(),
+                             higher_is_better=False, chance=float(trig.float().mean())))
         if inp.region is None:
             return out + self._label(inp)  # a prediction backdoor (badnets) has no target region
         region = inp.region.bool().to(maps.device)
@@ -154,7 +150,8 @@ class AttackSuccess:
             Score("attack_success" if triggered else "false_trigger", hit.float().cpu().numpy(),
                   higher_is_better=False, chance=0.0),
             Score("target_iou", ious.cpu().numpy(), higher_is_better=False, chance=chance_iou),
-            Score("target_mass", mass(maps, region).cpu().numpy(), higher_is_better=False, chance=area),
+            Score("target_mass", mass_share(maps, region, floor=MASS_FLOOR).cpu().numpy(), higher_is_better=False,
+                  chance=area),
         ]
         sim = similarities(maps, region.float())
         out += [Score("target_cosine", sim["cosine"].cpu().numpy(), higher_is_better=False, chance=None),
@@ -167,4 +164,4 @@ class AttackSuccess:
 def xaibench_metrics():
     yield MetricRecord("attack-success",
                        "explanation attack success (triggered) / false-trigger rate (clean), target IoU and mass",
-                       factory("attack-success", AttackSuccess), family="attack", version="2")
+                       option_factory("metric attack-success", AttackSuccess), family="attack", version="2")

@@ -21,8 +21,11 @@ import torch
 import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
-
-from ._common import check, check_mask_name, check_maps, factory, flat, mask_suffix, mean_chance, metric_mask, nan_empty
+from xaibench.kit.checks import check_maps
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.regions import check_mask_name, mask_suffix, named_mask
+from xaibench.kit.spatial import flat
+from xaibench.kit.stats import mean_chance, nan_empty
 
 
 def average_precision(a: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -54,15 +57,15 @@ class AUPRC:
     scope: str = "explanation"
 
     def __post_init__(self) -> None:
-        check(isinstance(self.absolute, bool), "auprc", "absolute", "true or false", self.absolute)
-        check_mask_name("auprc", self.mask)
+        require(isinstance(self.absolute, bool), "metric auprc", "absolute", "true or false", self.absolute)
+        check_mask_name("metric auprc", self.mask)
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        a = flat(check_maps("auprc", inp.attributions, inp.images))
+        a = flat(check_maps(inp.attributions, inp.images, "metric auprc"))
         if self.absolute:
             a = a.abs()
-        m = flat(metric_mask(inp, self.mask, "auprc", a.shape[0]).to(a.device)).bool()
+        m = flat(named_mask(inp, self.mask, "metric auprc", a.shape[0]).to(a.device)).bool()
         area = m.sum(1)
         vals = nan_empty(average_precision(a, m), area)
         chance = ap_chance(m.shape[1], area.cpu().numpy().astype(float))
@@ -73,4 +76,4 @@ class AUPRC:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("auprc", "pixel-level area under the precision-recall curve against the mask",
-                       factory("auprc", AUPRC), family="localisation")
+                       option_factory("metric auprc", AUPRC), family="localisation")

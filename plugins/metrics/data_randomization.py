@@ -29,9 +29,10 @@ import torch
 import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
+from xaibench.kit.checks import check_maps
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.similarity import SIMILARITIES
 
-from ._common import check, check_maps, factory
-from ._similarity import SIMILARITIES
 from .randomization import random_pair_baseline
 
 
@@ -44,18 +45,18 @@ class DataRandomization:
     scope: str = "explanation"
 
     def __post_init__(self) -> None:
-        check(self.similarity in SIMILARITIES, "data-randomization", "similarity", " | ".join(SIMILARITIES),
-              self.similarity)
-        check(isinstance(self.baseline_draws, int) and self.baseline_draws >= 1, "data-randomization",
-              "baseline_draws", "an integer >= 1", self.baseline_draws)
+        require(self.similarity in SIMILARITIES, "metric data-randomization", "similarity", " | ".join(SIMILARITIES),
+                self.similarity)
+        require(isinstance(self.baseline_draws, int) and self.baseline_draws >= 1, "metric data-randomization",
+                "baseline_draws", "an integer >= 1", self.baseline_draws)
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
         if inp.split != "clean" or inp.reference_maps is None or inp.attributions is None:
             return []
         prep = (lambda t: t.abs()) if self.absolute else (lambda t: t)
-        a = prep(check_maps("data-randomization", inp.attributions, inp.images).float())
-        ref = prep(check_maps("data-randomization", inp.reference_maps, inp.images, "reference_maps").float()
+        a = prep(check_maps(inp.attributions, inp.images, "metric data-randomization").float())
+        ref = prep(check_maps(inp.reference_maps, inp.images, "metric data-randomization", "reference_maps").float()
                    .to(a.device))
         sim = SIMILARITIES[self.similarity]
         vals = sim(a, ref).double().cpu().numpy()
@@ -70,4 +71,4 @@ class DataRandomization:
 def xaibench_metrics():
     yield MetricRecord("data-randomization", "similarity of maps of a model trained on permuted labels to the "
                        "clean model's (lower = the maps depend on the labels)",
-                       factory("data-randomization", DataRandomization), family="sanity")
+                       option_factory("metric data-randomization", DataRandomization), family="sanity")

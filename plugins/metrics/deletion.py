@@ -27,9 +27,8 @@ import torch
 import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
-
-from ._common import factory
-from ._curves import CurveSpec, curve_scores
+from xaibench.kit.curves import curve_scores, CurveSpec
+from xaibench.kit.options import option_factory
 
 
 @dataclass(frozen=True)
@@ -37,14 +36,15 @@ class Deletion(CurveSpec):
     scope: str = "explanation"
 
     def __post_init__(self) -> None:
-        self.check("deletion")
+        self.check("metric deletion")
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        return curve_scores("deletion", inp, self, self.check("deletion"), insertion=False, higher_is_better=False)
+        return curve_scores("deletion", inp, self, self.check("metric deletion"), insertion=False,
+                            higher_is_better=False)
 
 
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("deletion", "AUC of the target as the most attributed pixels are removed (lower is better)",
-                       factory("deletion", Deletion), version="2", family="faithfulness")
+                       option_factory("metric deletion", Deletion), version="2", family="faithfulness")

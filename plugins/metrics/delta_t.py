@@ -23,7 +23,7 @@ Options:
   ``mask`` minus the drop removing the named control region;
 * ``min_confidence`` — score only images the model classifies correctly with at least this
   softmax probability of the true class (others NaN: undefined for them); default all;
-* ``filler`` — ``mean`` (default) | ``blur`` | ``road`` | ``black`` (see ``_perturb``), with
+* ``filler`` — ``mean`` (default) | ``blur`` | ``road`` | ``black`` (see ``xaibench.kit.perturb``), with
   ``blur_sigma`` and ``road_noise``; ``absolute`` — rank ``|attribution|`` (default false).
 
 Per image the value is ΔT_top − mean ΔT_control with ΔT = T(x) − T(x with pixels removed),
@@ -42,9 +42,14 @@ import torch
 import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
+from xaibench.kit.batching import target_scores
+from xaibench.kit.checks import check_maps
+from xaibench.kit.options import fractions, option_factory, pct, require
+from xaibench.kit.perturb import Filler, random_ranks, removal_scores
+from xaibench.kit.spatial import flat
+from xaibench.kit.stats import nanmean
+from xaibench.kit.topk import ranks_desc
 
-from ._common import check, check_maps, factory, flat, fractions, nanmean, pct, ranks_desc
-from ._perturb import Filler, random_ranks, removal_scores, target_scores
 from ._regions import brain_masks, random_placements
 
 CONTROLS = ("matched", "scattered")
@@ -66,22 +71,23 @@ class DeltaT:
     scope: str = "explanation"
 
     def __post_init__(self) -> None:
-        fractions(self.q, "delta-t")
-        check(isinstance(self.draws, int) and self.draws >= 1, "delta-t", "draws", "an integer >= 1", self.draws)
-        check(self.control in CONTROLS, "delta-t", "control", " | ".join(CONTROLS), self.control)
-        check(self.mask is None or isinstance(self.mask, str), "delta-t", "mask", "a mask name (roi, evidence …)",
-              self.mask)
-        check(self.control_mask is None or (isinstance(self.control_mask, str) and self.mask is not None),
-              "delta-t", "control_mask", "a mask name, together with mask", self.control_mask)
+        fractions(self.q, "metric delta-t")
+        require(isinstance(self.draws, int) and self.draws >= 1, "metric delta-t", "draws", "an integer >= 1",
+                self.draws)
+        require(self.control in CONTROLS, "metric delta-t", "control", " | ".join(CONTROLS), self.control)
+        require(self.mask is None or isinstance(self.mask, str), "metric delta-t", "mask",
+                "a mask name (roi, evidence …)", self.mask)
+        require(self.control_mask is None or (isinstance(self.control_mask, str) and self.mask is not None),
+                "metric delta-t", "control_mask", "a mask name, together with mask", self.control_mask)
         c = self.min_confidence
-        check(c is None or (isinstance(c, (int, float)) and 0 <= c < 1), "delta-t", "min_confidence",
-              "omitted (every image) or a probability in [0, 1)", c)
-        Filler.make("delta-t", self.filler, self.blur_sigma, self.road_noise)
+        require(c is None or (isinstance(c, (int, float)) and 0 <= c < 1), "metric delta-t", "min_confidence",
+                "omitted (every image) or a probability in [0, 1)", c)
+        Filler.make("metric delta-t", self.filler, self.blur_sigma, self.road_noise)
 
     def passes(self, n: int) -> int:
         """Model forwards this metric needs for ``n`` images (for the efficiency benchmark)."""
         extra = 0 if self.mask is None else 1 + self.draws + (self.control_mask is not None)
-        return n * (1 + len(fractions(self.q, "delta-t")) * (1 + self.draws) + extra)
+        return n * (1 + len(fractions(self.q, "metric delta-t")) * (1 + self.draws) + extra)
 
     def _removals(self, inp: MetricInput, a: torch.Tensor, seed: int) -> torch.Tensor:
         """N×L×H×W removal masks: per q the top-q set then ``draws`` controls, then the
@@ -93,7 +99,7 @@ class DeltaT:
         gen = torch.Generator().manual_seed(seed)
         rand = random_ranks(n, self.draws, h * w, seed, x.device) if self.control == "scattered" else None
         levels = []
-        for q in fractions(self.q, "delta-t"):
+        for q in fractions(self.q, "metric delta-t"):
             top = (ranks < max(1, int(round(q * h * w)))).view(n, h, w)
             ctrl = (rand < max(1, int(round(q * h * w)))).view(n, self.draws, h, w) if rand is not None else \
                 random_placements(top, brain, self.draws, gen)
@@ -119,11 +125,11 @@ class DeltaT:
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        qs = fractions(self.q, "delta-t")
-        filler = Filler.make("delta-t", self.filler, self.blur_sigma, self.road_noise)
+        qs = fractions(self.q, "metric delta-t")
+        filler = Filler.make("metric delta-t", self.filler, self.blur_sigma, self.road_noise)
         x = inp.images
         n, _, h, w = x.shape
-        a = flat(check_maps("delta-t", inp.attributions, x).to(x.device))
+        a = flat(check_maps(inp.attributions, x, "metric delta-t").to(x.device))
         seed = int(inp.context.seed) * 1_000_003 + self.seed
         rm = self._removals(inp, a, seed)
         chunk = int(inp.context.chunk_size)
@@ -155,5 +161,5 @@ class DeltaT:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("delta-t", "target drop removing the top-q attributed pixels minus removing the same shape "
-                       "at a random place in the brain", factory("delta-t", DeltaT), version="2",
+                       "at a random place in the brain", option_factory("metric delta-t", DeltaT), version="2",
                        family="faithfulness")

@@ -29,10 +29,12 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import MetricRecord
+from xaibench.kit.checks import check_maps
+from xaibench.kit.options import option_factory
+from xaibench.kit.regions import mass_share
 
-from ._common import check_maps, factory
 from .attack_stealth import spearman_rows
-from .attack_success import mass
+from .attack_success import MASS_FLOOR
 
 
 def _auroc(clean: np.ndarray, triggered: np.ndarray) -> float:
@@ -73,14 +75,14 @@ class Detection:
             return []
         names = [n for n in inp.maps if n in inp.triggered_maps]
         for n in names:
-            check_maps("detection", inp.maps[n], inp.images, f"maps[{n!r}]")
-            check_maps("detection", inp.triggered_maps[n], inp.images, f"triggered_maps[{n!r}]")
+            check_maps(inp.maps[n], inp.images, "metric detection", f"maps[{n!r}]")
+            check_maps(inp.triggered_maps[n], inp.images, "metric detection", f"triggered_maps[{n!r}]")
         out: list[Score] = []
         if inp.trigger is not None:
             for n in names:
                 trig = inp.trigger.bool().to(inp.maps[n].device)
-                c = mass(inp.maps[n].float(), trig).cpu().numpy()
-                t = mass(inp.triggered_maps[n].float(), trig).cpu().numpy()
+                c = mass_share(inp.maps[n].float(), trig, floor=MASS_FLOOR).cpu().numpy()
+                t = mass_share(inp.triggered_maps[n].float(), trig, floor=MASS_FLOOR).cpu().numpy()
                 out.append(Score("detect_trigger_mass", np.array([_auroc(c, t)]), True, chance=0.5, explainer=n,
                                  extra={"clean_mean": float(c.mean()), "triggered_mean": float(t.mean())}))
         flat = {}
@@ -99,4 +101,4 @@ class Detection:
 def xaibench_metrics():
     yield MetricRecord("detection",
                        "AUROC of telling triggered from clean inputs by trigger mass and explainer disagreement",
-                       factory("detection", Detection), family="detection")
+                       option_factory("metric detection", Detection), family="detection")

@@ -24,19 +24,11 @@ import torch
 import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
-
-from ._common import check, check_mask_name, check_maps, factory, flat, mask_suffix, mean_chance, metric_mask, nan_empty
-
-MODES = ("positive", "absolute", "signed")
-
-
-def mass_share(a: torch.Tensor, m: torch.Tensor, mode: str) -> torch.Tensor:
-    """Share of the map's mass inside the mask, N (NaN where the map has no mass)."""
-    a = a.clamp_min(0) if mode == "positive" else a.abs() if mode == "absolute" else a
-    a = a.double()
-    total = a.sum(1)
-    inside = (a * m).sum(1)
-    return torch.where(total != 0, inside / torch.where(total != 0, total, 1.0), torch.nan)
+from xaibench.kit.checks import check_maps
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.regions import MODES, check_mask_name, mask_suffix, mass_share, named_mask
+from xaibench.kit.spatial import flat
+from xaibench.kit.stats import mean_chance, nan_empty
 
 
 @dataclass(frozen=True)
@@ -46,15 +38,15 @@ class EnergyInROI:
     scope: str = "explanation"
 
     def __post_init__(self) -> None:
-        check(self.mode in MODES, "energy-in-roi", "mode", " | ".join(MODES), self.mode)
-        check_mask_name("energy-in-roi", self.mask)
+        require(self.mode in MODES, "metric energy-in-roi", "mode", " | ".join(MODES), self.mode)
+        check_mask_name("metric energy-in-roi", self.mask)
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        a = flat(check_maps("energy-in-roi", inp.attributions, inp.images))
-        m = flat(metric_mask(inp, self.mask, "energy-in-roi", a.shape[0]).to(a.device))
+        a = flat(check_maps(inp.attributions, inp.images, "metric energy-in-roi"))
+        m = flat(named_mask(inp, self.mask, "metric energy-in-roi", a.shape[0]).to(a.device))
         area = m.sum(1)
-        vals = nan_empty(mass_share(a, m, self.mode), area)
+        vals = nan_empty(mass_share(a.double(), m, self.mode), area)
         chance = nan_empty(area.double() / m.shape[1], area)
         return [Score(mask_suffix("energy-in-roi", self.mask), vals, True, chance=mean_chance(chance),
                       extra={"mode": self.mode})]
@@ -63,4 +55,4 @@ class EnergyInROI:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("energy-in-roi", "share of (positive) attribution mass inside the mask",
-                       factory("energy-in-roi", EnergyInROI), family="localisation")
+                       option_factory("metric energy-in-roi", EnergyInROI), family="localisation")

@@ -12,7 +12,7 @@ Options: ``subset`` — pixels per subset, a fraction of the image in (0, 1) (de
 or a count ≥ 1; ``draws`` — subsets per image (default 50; Quantus' ``nr_runs`` = 100);
 ``similarity`` — ``pearson`` (default, as Quantus) | ``spearman``; ``filler`` — ``black``
 (default: the image minimum, Quantus' ``perturb_baseline="black"``) | ``mean`` | ``blur`` |
-``road`` (see ``_perturb``), with ``blur_sigma`` and ``road_noise``; ``absolute`` — use
+``road`` (see ``xaibench.kit.perturb``), with ``blur_sigma`` and ``road_noise``; ``absolute`` — use
 ``|attribution|``; ``seed``.
 
 Value per image: the correlation over the draws of (Σ attribution over the subset,
@@ -31,10 +31,12 @@ import torch
 import xaibench
 from xaibench.contracts import Classifier, MetricInput, Score, Target
 from xaibench.hookspecs import MetricRecord
+from xaibench.kit.batching import target_scores
+from xaibench.kit.checks import check_maps
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.perturb import Filler, random_ranks, removal_scores
+from xaibench.kit.similarity import pearson, spearman
 
-from ._common import check, check_maps, factory
-from ._perturb import Filler, random_ranks, removal_scores, target_scores
-from ._similarity import pearson, spearman
 
 SIMILARITIES = ("pearson", "spearman")
 
@@ -68,12 +70,12 @@ class FaithfulnessCorrelation:
     def __post_init__(self) -> None:
         s = self.subset
         ok = not isinstance(s, bool) and ((isinstance(s, float) and 0 < s < 1) or (isinstance(s, int) and s >= 1))
-        check(ok, "faithfulness-correlation", "subset", "a fraction in (0, 1) or a pixel count >= 1", s)
-        check(isinstance(self.draws, int) and self.draws >= 3, "faithfulness-correlation", "draws",
-              "an integer >= 3", self.draws)
-        check(self.similarity in SIMILARITIES, "faithfulness-correlation", "similarity", " | ".join(SIMILARITIES),
-              self.similarity)
-        Filler.make("faithfulness-correlation", self.filler, self.blur_sigma, self.road_noise)
+        require(ok, "metric faithfulness-correlation", "subset", "a fraction in (0, 1) or a pixel count >= 1", s)
+        require(isinstance(self.draws, int) and self.draws >= 3, "metric faithfulness-correlation", "draws",
+                "an integer >= 3", self.draws)
+        require(self.similarity in SIMILARITIES, "metric faithfulness-correlation", "similarity",
+                " | ".join(SIMILARITIES), self.similarity)
+        Filler.make("metric faithfulness-correlation", self.filler, self.blur_sigma, self.road_noise)
 
     def passes(self, n: int) -> int:
         """Model forwards this metric needs for ``n`` images."""
@@ -87,12 +89,12 @@ class FaithfulnessCorrelation:
     def score(self, inp: MetricInput) -> list[Score]:
         x = inp.images
         n, _, h, w = x.shape
-        a = check_maps("faithfulness-correlation", inp.attributions, x).to(x.device).float()
+        a = check_maps(inp.attributions, x, "metric faithfulness-correlation").to(x.device).float()
         a = a.abs() if self.absolute else a
         seed = int(inp.context.seed) * 1_000_003 + self.seed
         k = self.size(h * w)
         subsets = (random_ranks(n, self.draws, h * w, seed, x.device) < k).view(n, self.draws, h, w)
-        filler = Filler.make("faithfulness-correlation", self.filler, self.blur_sigma, self.road_noise)
+        filler = Filler.make("metric faithfulness-correlation", self.filler, self.blur_sigma, self.road_noise)
         vals = subset_correlation(inp.model, inp.target, x, a, subsets, filler, int(inp.context.chunk_size),
                                   self.similarity, seed + 1)
         return [Score("faithfulness-correlation", vals, True, chance=0.0,
@@ -104,5 +106,5 @@ class FaithfulnessCorrelation:
 def xaibench_metrics():
     yield MetricRecord("faithfulness-correlation",
                        "per-image correlation of random subsets' attribution mass with the target drop they cause",
-                       factory("faithfulness-correlation", FaithfulnessCorrelation), family="faithfulness",
-                       conformance={"draws": 8})
+                       option_factory("metric faithfulness-correlation", FaithfulnessCorrelation),
+                       family="faithfulness", conformance={"draws": 8})

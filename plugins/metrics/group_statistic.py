@@ -25,8 +25,8 @@ import torch
 import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
+from xaibench.kit.options import option_factory, require
 
-from ._common import check, factory
 
 SPLITS = ("given", "train", "val", "test", "all")
 
@@ -54,9 +54,9 @@ class GroupStatistic:
     scope: str = "model"
 
     def __post_init__(self) -> None:
-        check(isinstance(self.permutations, int) and self.permutations >= 1000, "group-statistic", "permutations",
-              "an integer >= 1000", self.permutations)
-        check(self.split in SPLITS, "group-statistic", "split", " | ".join(SPLITS), self.split)
+        require(isinstance(self.permutations, int) and self.permutations >= 1000, "metric group-statistic",
+                "permutations", "an integer >= 1000", self.permutations)
+        require(self.split in SPLITS, "metric group-statistic", "split", " | ".join(SPLITS), self.split)
 
     def _data(self, inp: MetricInput) -> tuple[torch.Tensor, torch.Tensor]:
         if self.split == "given" or inp.splits is None:
@@ -86,4 +86,4 @@ class GroupStatistic:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("group-statistic", "distance between group means of the embeddings, permutation p-value",
-                       factory("group-statistic", GroupStatistic), family="group")
+                       option_factory("metric group-statistic", GroupStatistic), family="group")

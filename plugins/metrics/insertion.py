@@ -15,9 +15,8 @@ import torch
 import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
-
-from ._common import factory
-from ._curves import CurveSpec, curve_scores
+from xaibench.kit.curves import curve_scores, CurveSpec
+from xaibench.kit.options import option_factory
 
 
 @dataclass(frozen=True)
@@ -26,14 +25,15 @@ class Insertion(CurveSpec):
     scope: str = "explanation"
 
     def __post_init__(self) -> None:
-        self.check("insertion")
+        self.check("metric insertion")
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        return curve_scores("insertion", inp, self, self.check("insertion"), insertion=True, higher_is_better=True)
+        return curve_scores("insertion", inp, self, self.check("metric insertion"), insertion=True,
+                            higher_is_better=True)
 
 
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("insertion", "AUC of the target as the most attributed pixels are inserted (higher is better)",
-                       factory("insertion", Insertion), version="2", family="faithfulness")
+                       option_factory("metric insertion", Insertion), version="2", family="faithfulness")

@@ -28,9 +28,12 @@ import torch
 import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
-
-from ._common import (check, check_mask_name, check_maps, factory, flat, fractions, iou_chances, mask_suffix,
-                      mean_chance, metric_mask, nan_empty, pct, topk_mask)
+from xaibench.kit.checks import check_maps
+from xaibench.kit.options import fractions, option_factory, pct, require
+from xaibench.kit.regions import check_mask_name, mask_suffix, named_mask
+from xaibench.kit.spatial import flat
+from xaibench.kit.stats import iou_chances, mean_chance, nan_empty
+from xaibench.kit.topk import topk_mask
 
 
 @dataclass(frozen=True)
@@ -42,17 +45,17 @@ class IoU:
 
     def __post_init__(self) -> None:
         if self.q is not None:
-            fractions(self.q, "iou")
-        check_mask_name("iou", self.mask)
-        check(isinstance(self.absolute, bool), "iou", "absolute", "true or false", self.absolute)
+            fractions(self.q, "metric iou")
+        check_mask_name("metric iou", self.mask)
+        require(isinstance(self.absolute, bool), "metric iou", "absolute", "true or false", self.absolute)
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        a = flat(check_maps("iou", inp.attributions, inp.images))
+        a = flat(check_maps(inp.attributions, inp.images, "metric iou"))
         if self.absolute:
             a = a.abs()
-        m = flat(metric_mask(inp, self.mask, "iou", a.shape[0]).to(a.device)).bool()
-        scores = iou_scores(a, m, None if self.q is None else fractions(self.q, "iou"))
+        m = flat(named_mask(inp, self.mask, "metric iou", a.shape[0]).to(a.device)).bool()
+        scores = iou_scores(a, m, None if self.q is None else fractions(self.q, "metric iou"))
         return [replace(s, name=mask_suffix(s.name, self.mask)) for s in scores]
 
 
@@ -76,4 +79,4 @@ def iou_scores(a: torch.Tensor, m: torch.Tensor, qs: tuple[float, ...] | None, n
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("iou", "IoU of the top-q attributed pixels with the mask (q = mask area)",
-                       factory("iou", IoU), family="localisation")
+                       option_factory("metric iou", IoU), family="localisation")

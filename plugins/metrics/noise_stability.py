@@ -25,9 +25,11 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import MetricRecord
+from xaibench.kit.checks import check_maps
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.similarity import average_ranks, minmax, pearson, ssim
+from xaibench.kit.stats import nanmax, nanmean
 
-from ._common import check, check_maps, factory, nanmax, nanmean
-from ._similarity import average_ranks, minmax, pearson, ssim
 
 NOISES = ("uniform", "gaussian")
 
@@ -53,17 +55,17 @@ class NoiseStability:
     scope: str = "explanation"
 
     def __post_init__(self) -> None:
-        check(isinstance(self.draws, int) and self.draws >= 1, "noise-stability", "draws", "an integer >= 1",
-              self.draws)
-        check(self.noise in NOISES, "noise-stability", "noise", " | ".join(NOISES), self.noise)
-        check(isinstance(self.radius, (int, float)) and self.radius > 0, "noise-stability", "radius", "a number > 0",
-              self.radius)
+        require(isinstance(self.draws, int) and self.draws >= 1, "metric noise-stability", "draws",
+                "an integer >= 1", self.draws)
+        require(self.noise in NOISES, "metric noise-stability", "noise", " | ".join(NOISES), self.noise)
+        require(isinstance(self.radius, (int, float)) and self.radius > 0, "metric noise-stability", "radius",
+                "a number > 0", self.radius)
 
     def score(self, inp: MetricInput) -> list[Score]:
         if inp.explainer is None:
             raise XaibenchError("metric noise-stability: needs the explainer to re-explain noisy images")
         x = inp.images
-        a = check_maps("noise-stability", inp.attributions, x).to(x.device).float()
+        a = check_maps(inp.attributions, x, "metric noise-stability").to(x.device).float()
         n, r = x.shape[0], self.draws
         xn = noisy_copies(x, r, float(self.radius), self.noise, int(inp.context.seed) * 1_000_003 + self.seed)
         idx = torch.arange(n, device=x.device).repeat(r)
@@ -85,4 +87,4 @@ class NoiseStability:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("noise-stability", "similarity of maps under small input noise, and max-sensitivity",
-                       factory("noise-stability", NoiseStability), family="stability")
+                       option_factory("metric noise-stability", NoiseStability), family="stability")

@@ -28,8 +28,11 @@ import torch.nn.functional as F
 import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
-
-from ._common import check, check_mask_name, check_maps, factory, flat, mask_suffix, mean_chance, metric_mask, nan_empty
+from xaibench.kit.checks import check_maps
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.regions import check_mask_name, mask_suffix, named_mask
+from xaibench.kit.spatial import flat
+from xaibench.kit.stats import mean_chance, nan_empty
 
 
 def dilate(masks: torch.Tensor, radius: float) -> torch.Tensor:
@@ -51,14 +54,14 @@ class PointingGame:
 
     def __post_init__(self) -> None:
         ok = isinstance(self.tolerance, (int, float)) and not isinstance(self.tolerance, bool) and self.tolerance >= 0
-        check(ok, "pointing-game", "tolerance", "a distance in pixels >= 0 (e.g. 0 or 15)", self.tolerance)
-        check(isinstance(self.absolute, bool), "pointing-game", "absolute", "true or false", self.absolute)
-        check_mask_name("pointing-game", self.mask)
+        require(ok, "metric pointing-game", "tolerance", "a distance in pixels >= 0 (e.g. 0 or 15)", self.tolerance)
+        require(isinstance(self.absolute, bool), "metric pointing-game", "absolute", "true or false", self.absolute)
+        check_mask_name("metric pointing-game", self.mask)
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        attr = check_maps("pointing-game", inp.attributions, inp.images)
-        masks = metric_mask(inp, self.mask, "pointing-game", attr.shape[0]).to(attr.device)
+        attr = check_maps(inp.attributions, inp.images, "metric pointing-game")
+        masks = named_mask(inp, self.mask, "metric pointing-game", attr.shape[0]).to(attr.device)
         a = flat(attr).abs() if self.absolute else flat(attr)
         area = flat(masks).sum(1)
         target = flat(dilate(masks, float(self.tolerance))).bool()
@@ -73,4 +76,4 @@ class PointingGame:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("pointing-game", "share of maps whose maximum falls inside the mask",
-                       factory("pointing-game", PointingGame), family="localisation")
+                       option_factory("metric pointing-game", PointingGame), family="localisation")

@@ -38,9 +38,11 @@ import xaibench
 from xaibench.contracts import Classifier, MetricInput, Score
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import MetricRecord
+from xaibench.kit.checks import check_maps
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.similarity import SIMILARITIES
+from xaibench.kit.stats import nanmean
 
-from ._common import check, check_maps, factory, nanmean
-from ._similarity import SIMILARITIES
 
 GRANULARITIES = ("stage", "module")
 
@@ -95,12 +97,12 @@ class Randomization:
     scope: str = "explanation"
 
     def __post_init__(self) -> None:
-        check(self.granularity in GRANULARITIES, "randomization", "granularity", " | ".join(GRANULARITIES),
-              self.granularity)
-        check(self.similarity in SIMILARITIES, "randomization", "similarity", " | ".join(SIMILARITIES),
-              self.similarity)
-        check(isinstance(self.baseline_draws, int) and self.baseline_draws >= 1, "randomization", "baseline_draws",
-              "an integer >= 1", self.baseline_draws)
+        require(self.granularity in GRANULARITIES, "metric randomization", "granularity", " | ".join(GRANULARITIES),
+                self.granularity)
+        require(self.similarity in SIMILARITIES, "metric randomization", "similarity", " | ".join(SIMILARITIES),
+                self.similarity)
+        require(isinstance(self.baseline_draws, int) and self.baseline_draws >= 1, "metric randomization",
+                "baseline_draws", "an integer >= 1", self.baseline_draws)
 
     def curve(self, inp: MetricInput) -> tuple[list[str], np.ndarray]:
         """Layer labels and the N×L similarities to the trained model's maps."""
@@ -108,7 +110,7 @@ class Randomization:
             raise XaibenchError("metric randomization: needs the explainer to re-explain under randomised models")
         sim = SIMILARITIES[self.similarity]
         prep = (lambda t: t.abs()) if self.absolute else (lambda t: t)
-        a = prep(check_maps("randomization", inp.attributions, inp.images).to(inp.images.device).float())
+        a = prep(check_maps(inp.attributions, inp.images, "metric randomization").to(inp.images.device).float())
         labels, sims = [], []
         for label, rnd in cascade(inp.model, self.granularity, self.seed):
             ar = inp.explainer.explain(rnd, inp.images, inp.target, inp.context).detach().float()
@@ -119,7 +121,7 @@ class Randomization:
     def score(self, inp: MetricInput) -> list[Score]:
         labels, sims = self.curve(inp)
         sim = SIMILARITIES[self.similarity]
-        a = check_maps("randomization", inp.attributions, inp.images).to(inp.images.device).float()
+        a = check_maps(inp.attributions, inp.images, "metric randomization").to(inp.images.device).float()
         base = random_pair_baseline(a.abs() if self.absolute else a, sim, self.baseline_draws,
                                     int(inp.context.seed) + self.seed)
         curve = nanmean(sims, 0)
@@ -138,4 +140,4 @@ class Randomization:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("randomization", "cascading parameter randomisation: do maps degrade below random pairs?",
-                       factory("randomization", Randomization), version="2", family="sanity")
+                       option_factory("metric randomization", Randomization), version="2", family="sanity")

@@ -23,9 +23,12 @@ import torch
 import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
-
-from ._common import (check, check_mask_name, check_maps, factory, flat, mask_suffix, mean_chance, metric_mask,
-                      nan_empty, topk_mask)
+from xaibench.kit.checks import check_maps
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.regions import check_mask_name, mask_suffix, named_mask
+from xaibench.kit.spatial import flat
+from xaibench.kit.stats import mean_chance, nan_empty
+from xaibench.kit.topk import topk_mask
 
 
 @dataclass(frozen=True)
@@ -37,16 +40,16 @@ class RankAccuracy:
 
     def __post_init__(self) -> None:
         ok = self.k is None or (isinstance(self.k, int) and not isinstance(self.k, bool) and self.k > 0)
-        check(ok, "rank-accuracy", "k", "omitted (the mask's area) or a number of pixels > 0", self.k)
-        check(isinstance(self.absolute, bool), "rank-accuracy", "absolute", "true or false", self.absolute)
-        check_mask_name("rank-accuracy", self.mask)
+        require(ok, "metric rank-accuracy", "k", "omitted (the mask's area) or a number of pixels > 0", self.k)
+        require(isinstance(self.absolute, bool), "metric rank-accuracy", "absolute", "true or false", self.absolute)
+        check_mask_name("metric rank-accuracy", self.mask)
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        a = flat(check_maps("rank-accuracy", inp.attributions, inp.images))
+        a = flat(check_maps(inp.attributions, inp.images, "metric rank-accuracy"))
         if self.absolute:
             a = a.abs()
-        m = flat(metric_mask(inp, self.mask, "rank-accuracy", a.shape[0]).to(a.device)).bool()
+        m = flat(named_mask(inp, self.mask, "metric rank-accuracy", a.shape[0]).to(a.device)).bool()
         area = m.sum(1)
         k = area if self.k is None else torch.full_like(area, min(self.k, m.shape[1]))
         inside = (topk_mask(a, k) & m).sum(1)
@@ -59,4 +62,4 @@ class RankAccuracy:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("rank-accuracy", "share of the top-|mask| attributed pixels inside the mask",
-                       factory("rank-accuracy", RankAccuracy), family="localisation")
+                       option_factory("metric rank-accuracy", RankAccuracy), family="localisation")

@@ -5,7 +5,7 @@ Why: removal by a constant leaks the mask's shape (the model sees the hole, not 
 missing evidence); ROAD's imputation fills each removed pixel from its neighbours plus
 noise, so the drop measures the information removed. Every percentile of both orders is
 one row of the same chunked batched passes (N·2·|percentiles| + N forwards), and the
-imputation is solved for a whole chunk at once (``_perturb.road_impute``: the same linear
+imputation is solved for a whole chunk at once (``xaibench.kit.perturb.road_impute``: the same linear
 system pytorch-grad-cam solves per image with a sparse direct solver).
 
 Options: ``percentiles`` — removed shares in percent (default 10, 20, …, 90, as
@@ -29,9 +29,12 @@ import torch
 import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
-
-from ._common import check, check_maps, factory, flat, ranks_desc
-from ._perturb import Filler, removal_scores, target_scores
+from xaibench.kit.batching import target_scores
+from xaibench.kit.checks import check_maps
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.perturb import Filler, removal_scores
+from xaibench.kit.spatial import flat
+from xaibench.kit.topk import ranks_desc
 
 
 @dataclass(frozen=True)
@@ -48,21 +51,22 @@ class ROAD:
     def __post_init__(self) -> None:
         p = list(self.percentiles) if isinstance(self.percentiles, (list, tuple)) else [self.percentiles]
         ok = len(p) > 0 and all(isinstance(v, (int, float)) and 0 < v < 100 for v in p)
-        check(ok, "road", "percentiles", "a list of percentages strictly between 0 and 100", self.percentiles)
-        Filler.make("road", self.filler, self.blur_sigma, self.road_noise)
-        check(isinstance(self.tol, (int, float)) and 0 < self.tol < 1, "road", "tol", "a number in (0, 1)", self.tol)
+        require(ok, "metric road", "percentiles", "a list of percentages strictly between 0 and 100", self.percentiles)
+        Filler.make("metric road", self.filler, self.blur_sigma, self.road_noise)
+        require(isinstance(self.tol, (int, float)) and 0 < self.tol < 1, "metric road", "tol", "a number in (0, 1)",
+                self.tol)
 
     def passes(self, n: int) -> int:
         return n * (1 + 2 * len(tuple(self.percentiles)))
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
-        filler = replace(Filler.make("road", self.filler, self.blur_sigma, self.road_noise), tol=float(self.tol))
+        filler = replace(Filler.make("metric road", self.filler, self.blur_sigma, self.road_noise), tol=float(self.tol))
         pcts = [float(p) for p in (self.percentiles if isinstance(self.percentiles, (list, tuple))
                                    else [self.percentiles])]
         x = inp.images
         n, _, h, w = x.shape
-        a = flat(check_maps("road", inp.attributions, x).to(x.device))
+        a = flat(check_maps(inp.attributions, x, "metric road").to(x.device))
         ranks = ranks_desc(a.abs() if self.absolute else a)
         ks = torch.tensor([max(1, int(round(p / 100 * h * w))) for p in pcts], device=x.device)
         npc = len(pcts)
@@ -88,4 +92,4 @@ class ROAD:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("road", "ROAD: target drop under noisy linear imputation, MoRF vs LeRF",
-                       factory("road", ROAD), family="faithfulness")
+                       option_factory("metric road", ROAD), family="faithfulness")

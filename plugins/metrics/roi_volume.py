@@ -48,8 +48,11 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.errors import XaibenchError
 from xaibench.hookspecs import MetricRecord
+from xaibench.kit.checks import check_maps, spatial_shape
+from xaibench.kit.options import option_factory, require
+from xaibench.kit.regions import as_masks
+from xaibench.kit.spatial import flat
 
-from ._common import as_masks, check, check_maps, factory, flat
 from ._regions import brain_masks, random_placements
 from ._regression import bh, corr, covariate_columns, design, ols_effect, permutation_p, residualise
 from .energy_in_roi import MODES
@@ -90,14 +93,14 @@ class ROIVolume:
 
     def __post_init__(self) -> None:
         kinds = list(self.scores) if isinstance(self.scores, (list, tuple)) else [self.scores]
-        check(bool(kinds) and all(k in KINDS for k in kinds), "roi-volume", "scores",
-              "a non-empty list of " + " | ".join(KINDS), self.scores)
-        check(self.mode in MODES, "roi-volume", "mode", " | ".join(MODES), self.mode)
-        check(isinstance(self.permutations, int) and self.permutations >= 1000, "roi-volume", "permutations",
-              "an integer >= 1000", self.permutations)
-        check(_str_list(self.covariates), "roi-volume", "covariates", "omitted (all meta columns) or " + STR_LIST,
-              self.covariates)
-        check(_str_list(self.categorical), "roi-volume", "categorical", STR_LIST, self.categorical)
+        require(bool(kinds) and all(k in KINDS for k in kinds), "metric roi-volume", "scores",
+                "a non-empty list of " + " | ".join(KINDS), self.scores)
+        require(self.mode in MODES, "metric roi-volume", "mode", " | ".join(MODES), self.mode)
+        require(isinstance(self.permutations, int) and self.permutations >= 1000, "metric roi-volume",
+                "permutations", "an integer >= 1000", self.permutations)
+        require(_str_list(self.covariates), "metric roi-volume", "covariates",
+                "omitted (all meta columns) or " + STR_LIST, self.covariates)
+        require(_str_list(self.categorical), "metric roi-volume", "categorical", STR_LIST, self.categorical)
 
     def _covariates(self, meta: dict[str, np.ndarray], n: int) -> list[str]:
         if self.covariates is None:
@@ -114,12 +117,12 @@ class ROIVolume:
         if self.volume_key not in meta:
             raise XaibenchError(f"metric roi-volume: the dataset gives no per-image {self.volume_key!r} "
                                 f"(meta has: {', '.join(sorted(meta)) or 'nothing'}); set volume_key")
-        out = [("", as_masks(inp.masks, n), self.volume_key)]
+        out = [("", as_masks(inp.masks, n, spatial_shape(inp.images)), self.volume_key)]
         named = inp.named_masks or {}
         for side in ("left", "right"):
             key = f"{self.volume_key}_{side}"
             if self.hemispheres and f"roi-{side}" in named and key in meta:
-                out.append((f"-{side}", as_masks(named[f"roi-{side}"], n), key))
+                out.append((f"-{side}", as_masks(named[f"roi-{side}"], n, spatial_shape(inp.images)), key))
         return out
 
     def _test(self, e: np.ndarray, v: np.ndarray, cov: np.ndarray, ok: np.ndarray, seed: int) -> dict[str, Any]:
@@ -135,7 +138,7 @@ class ROIVolume:
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
         meta = dict(inp.meta or {})
-        a = flat(check_maps("roi-volume", inp.attributions, inp.images))
+        a = flat(check_maps(inp.attributions, inp.images, "metric roi-volume"))
         n = a.shape[0]
         regions = self._regions(inp, meta, n)
         covs = self._covariates(meta, n)
@@ -181,5 +184,5 @@ class ROIVolume:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("roi-volume", "area-free ROI attribution (ratio, mean) vs ROI volume: partial r, β, ΔR², "
-                       "permutation p, same-shape control region, BH q", factory("roi-volume", ROIVolume),
+                       "permutation p, same-shape control region, BH q", option_factory("metric roi-volume", ROIVolume),
                        version="2", family="group")

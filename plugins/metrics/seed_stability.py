@@ -19,9 +19,10 @@ import torch
 import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
-
-from ._common import check, check_maps, factory, fractions, iou_chance, nanmean, pairs, pct
-from ._similarity import minmax, spearman, ssim, topq_iou
+from xaibench.kit.checks import check_maps
+from xaibench.kit.options import fractions, option_factory, pct, require
+from xaibench.kit.similarity import minmax, spearman, ssim, topq_iou
+from xaibench.kit.stats import iou_chance, nanmean, pairs
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,13 @@ class SeedStability:
     scope: str = "seeds"
 
     def __post_init__(self) -> None:
-        check(not isinstance(self.q, (list, tuple)), "seed-stability", "q", "one fraction in (0, 1]", self.q)
-        fractions(self.q, "seed-stability")
+        require(not isinstance(self.q, (list, tuple)), "metric seed-stability", "q", "one fraction in (0, 1]", self.q)
+        fractions(self.q, "metric seed-stability")
 
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
         given = inp.seed_maps or {}
-        maps = {s: check_maps("seed-stability", m, inp.images, f"seed_maps[{s}]") for s, m in given.items()}
+        maps = {s: check_maps(m, inp.images, "metric seed-stability", f"seed_maps[{s}]") for s, m in given.items()}
         maps = {s: (m.abs() if self.absolute else m).float() for s, m in maps.items()}
         seeds = sorted(maps)
         if len(seeds) < 2:
@@ -59,4 +60,4 @@ class SeedStability:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("seed-stability", "similarity of one explainer's maps across training seeds",
-                       factory("seed-stability", SeedStability), family="stability")
+                       option_factory("metric seed-stability", SeedStability), family="stability")

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_write
 from ..cells import ModelTask, RunConfig, Session
+from ..dims import skip_notes
 from ..errors import XaibenchError, warn
 from ..evaluate import ModelEvaluation
 from ..runner import Summary, _record, model_tasks, store_path
@@ -138,6 +139,7 @@ def run_distributed(cfg: RunConfig, settings: ExecutorSettings, make_backend: Ca
         done = set() if cfg.force else store.done()
         summary.skipped = len(done)
         session = Session(cfg)
+        summary.notes = skip_notes(session.registry, cfg.suite)
         stages = plan_calls(cfg, session, done, opts)
         plan = {"suite": cfg.suite.name, "executor": settings.name, "started": time.time(),
                 "cluster": (settings.cluster or "slurm") if settings.name == "slurm" else None,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..atomic import atomic_write
 from ..errors import XaibenchError
 from ..store import Store
 from .cd import cd_figure
@@ -97,12 +98,12 @@ def write_all(out: Path, suite: str | None = None, plugin_files: tuple[str, ...]
     HTML are rendered from the CSV as written, so they always agree with it."""
     out = Path(out)
     csv_path = out / "leaderboard.csv"
-    csv_path.write_text(render_summary(summary_of(out, suite, plugin_files), "csv"))
+    atomic_write(csv_path, render_summary(summary_of(out, suite, plugin_files), "csv"))
     summary = read_summary_csv(csv_path)
     paths = [csv_path]
     for fmt, ext in (("md", "md"), ("latex", "tex"), ("html", "html")):
         p = out / f"leaderboard.{ext}"
-        p.write_text(render_summary(summary, fmt))
+        atomic_write(p, render_summary(summary, fmt))
         paths.append(p)
     for fig in (monotonicity_figure(summary, out / "figures" / "monotonicity.png"),
                 cd_figure(build_tables(summary), out / "figures" / "critical-difference.png")):
@@ -116,7 +117,7 @@ def publish(out: Path, dest: Path, name: str, command: str, plugin_files: tuple[
     the Markdown opens with the command that regenerates it and is rendered from the CSV."""
     dest.mkdir(parents=True, exist_ok=True)
     csv_path = dest / f"{name}.csv"
-    csv_path.write_text(render_summary(summary_of(out, None, plugin_files), "csv"))
+    atomic_write(csv_path, render_summary(summary_of(out, None, plugin_files), "csv"))
     summary = read_summary_csv(csv_path)
     figures = dest / "figures" / name / "README.md"  # written by `xaibench report --publish`
     tables = build_tables(summary)
@@ -131,8 +132,8 @@ def publish(out: Path, dest: Path, name: str, command: str, plugin_files: tuple[
                if figures.exists() else "")
             + (" Everything published beside it: [README](README.md)." if (dest / "README.md").exists() else "")
             + "\n\n")
-    (dest / f"{name}.md").write_text(head + render_summary(summary, "md"))
-    (dest / f"{name}.tex").write_text(render_summary(summary, "latex"))
+    atomic_write(dest / f"{name}.md", head + render_summary(summary, "md"))
+    atomic_write(dest / f"{name}.tex", render_summary(summary, "latex"))
     paths = [csv_path, dest / f"{name}.md", dest / f"{name}.tex"]
     fig = monotonicity_figure(summary, dest / "figures" / f"{name}-monotonicity.png")
     return paths + [f for f in (fig, cd) if f is not None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..atomic import save_figure
 from .model import Ranking, Table
 
 MAX_PANELS = 12
@@ -84,7 +85,6 @@ def cd_figure(tables: list[Table], path: Path) -> Path | None:
     for ax, t in zip(axes[:, 0], todo):
         draw(ax, t.ranking, f"{t.title}\nFriedman p = {t.ranking.p:.3g}; {t.ranking.blocks} blocks")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..atomic import atomic_write
 from ..leaderboard import cd
 from ..leaderboard.build import summary_of
 from ..leaderboard.model import Table
@@ -55,7 +56,7 @@ def figures_index(folder: Path, sections: list[tuple[str, list[Fig]]], command: 
                 caption = md_escape(f.caption, inline=True)
                 lines += [f"### {title}", "", f"![{alt}]({f.slug}.png)", "", f"{caption}{link}", ""]
     path = folder / "README.md"
-    path.write_text("\n".join(lines))
+    atomic_write(path, "\n".join(lines))
     return path
 
 
@@ -67,7 +68,7 @@ def publish_figures(sections: list[tuple[str, list[Fig]]], dest: Path, command: 
         old.unlink()  # figures of an earlier report that this one no longer has
     for _, figs in sections:
         for f in figs:
-            (dest / f"{f.slug}.png").write_bytes(_palette_png(f.png))
+            atomic_write(dest / f"{f.slug}.png", _palette_png(f.png))
     return figures_index(dest, sections, command, pdf=False)
 
 
@@ -130,7 +131,7 @@ def _build(out: Path, suite: str | None, plugin_files: tuple[str, ...], n_images
     title = f"xaibench report: {', '.join(suites)}" if suites else "xaibench report"
     dest = out / "report" / "report.html"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(page(title, meta, tables_html, sections, data.notes), encoding="utf-8")
+    atomic_write(dest, page(title, meta, tables_html, sections, data.notes).encode("utf-8"))
     figures_index(sink.folder, sections)
     if publish is not None:
         publish_figures(sections, Path(publish), command or f"xaibench report --out {out}")

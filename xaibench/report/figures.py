@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..atomic import atomic_write, save_figure  # noqa: E402
 from ..leaderboard.sweeps import COST_COLUMNS  # noqa: E402
 from .data import Curve, ReportData, curves_in, matrices_in, model_options, sweeps  # noqa: E402
 
@@ -47,8 +48,8 @@ class Sink:
         self.slugs.add(s)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
-        (self.folder / f"{s}.png").write_bytes(buf.getvalue())
-        fig.savefig(self.folder / f"{s}.pdf", bbox_inches="tight")
+        atomic_write(self.folder / f"{s}.png", buf.getvalue())
+        save_figure(fig, self.folder / f"{s}.pdf", bbox_inches="tight")
         plt.close(fig)
         return Fig(s, title, caption, buf.getvalue())
 

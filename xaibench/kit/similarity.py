@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import topk_mask
+from .topk import topk_mask
 
 
 def average_ranks(x: torch.Tensor) -> torch.Tensor:

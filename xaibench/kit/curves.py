@@ -3,7 +3,7 @@
 Why shared: the two metrics differ only in which side of the order is replaced (the top
 units for deletion; everything but the top units for insertion, which starts from a
 canvas). Steps, patches and random reference orders are stacked into one list of rows
-and scored in chunked passes (``_perturb.removal_scores``).
+and scored in chunked passes (:func:`xaibench.kit.perturb.removal_scores`).
 """
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ import torch
 
 from xaibench.contracts import MetricInput, Score
 
-from ._common import check, check_maps, nanmean
-from ._perturb import Filler, ProbabilityTarget, ordered_units, random_ranks, removal_scores
+from .checks import check_maps
+from .options import require
+from .perturb import Filler, ProbabilityTarget, ordered_units, random_ranks, removal_scores
+from .stats import nanmean
 
 OUTPUTS = ("target", "probability")
 NORMALISE = ("clean", "none")
@@ -39,16 +41,17 @@ class CurveSpec:
     normalise: str = "clean"
     seed: int = 0
 
-    def check(self, metric: str) -> Filler:
-        check(isinstance(self.steps, int) and self.steps >= 1, metric, "steps", "an integer >= 1", self.steps)
-        check(isinstance(self.patch, int) and self.patch >= 1, metric, "patch", "a patch side in pixels >= 1",
+    def check(self, who: str) -> Filler:
+        """Raise the one-line error for the first bad option (``who`` = ``"metric NAME"``); the filler."""
+        require(isinstance(self.steps, int) and self.steps >= 1, who, "steps", "an integer >= 1", self.steps)
+        require(isinstance(self.patch, int) and self.patch >= 1, who, "patch", "a patch side in pixels >= 1",
               self.patch)
         ok = self.units_per_step is None or (isinstance(self.units_per_step, int) and self.units_per_step >= 1)
-        check(ok, metric, "units_per_step", "omitted (from steps) or an integer >= 1", self.units_per_step)
-        check(self.output in OUTPUTS, metric, "output", " | ".join(OUTPUTS), self.output)
-        check(isinstance(self.draws, int) and self.draws >= 0, metric, "draws", "an integer >= 0", self.draws)
-        check(self.normalise in NORMALISE, metric, "normalise", " | ".join(NORMALISE), self.normalise)
-        return Filler.make(metric, self.filler, self.blur_sigma, self.road_noise)
+        require(ok, who, "units_per_step", "omitted (from steps) or an integer >= 1", self.units_per_step)
+        require(self.output in OUTPUTS, who, "output", " | ".join(OUTPUTS), self.output)
+        require(isinstance(self.draws, int) and self.draws >= 0, who, "draws", "an integer >= 0", self.draws)
+        require(self.normalise in NORMALISE, who, "normalise", " | ".join(NORMALISE), self.normalise)
+        return Filler.make(who, self.filler, self.blur_sigma, self.road_noise)
 
     def counts(self, n_units: int) -> list[int]:
         """Units removed (deletion) or inserted (insertion) at each curve point, from 0."""
@@ -62,7 +65,7 @@ def curves(inp: MetricInput, spec: CurveSpec, filler: Filler, insertion: bool,
     x = inp.images
     n, _, h, w = x.shape
     name = "insertion" if insertion else "deletion"
-    a = check_maps(name, inp.attributions, x).to(x.device).float()
+    a = check_maps(inp.attributions, x, f"metric {name}").to(x.device).float()
     rank, n_units = ordered_units(a.abs() if spec.absolute else a, spec.patch)
     rank = rank.reshape(n, -1)
     if spec.draws:

@@ -1,4 +1,4 @@
-"""Batched removal for the faithfulness metrics: fillers and chunked model passes.
+"""Batched removal for faithfulness metrics: fillers and chunked model passes (2-D images).
 
 Why: every faithfulness metric asks the same question — what is T when some pixels of
 an image are replaced? — for many (image, level) pairs: every q, every curve step and
@@ -37,10 +37,10 @@ import torch.nn.functional as F
 
 from xaibench.contracts import Classifier, Target
 
-from ._common import check
+from .options import require
+from .spatial import gaussian_blur
 
 FILLERS = ("mean", "black", "blur", "road")
-
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,11 @@ class Filler:
     max_iter: int = 400
 
     @staticmethod
-    def make(metric: str, kind: str, sigma: float = 3.0, noise: float = 0.01) -> "Filler":
-        check(kind in FILLERS, metric, "filler", " | ".join(FILLERS), kind)
-        check(isinstance(sigma, (int, float)) and sigma > 0, metric, "blur_sigma", "a number > 0", sigma)
-        check(isinstance(noise, (int, float)) and noise >= 0, metric, "road_noise", "a number >= 0", noise)
+    def make(who: str, kind: str, sigma: float = 3.0, noise: float = 0.01) -> "Filler":
+        """A checked filler; ``who`` (``"metric NAME"``) names the plugin in the one-line error."""
+        require(kind in FILLERS, who, "filler", " | ".join(FILLERS), kind)
+        require(isinstance(sigma, (int, float)) and sigma > 0, who, "blur_sigma", "a number > 0", sigma)
+        require(isinstance(noise, (int, float)) and noise >= 0, who, "road_noise", "a number >= 0", noise)
         return Filler(kind, float(sigma), float(noise))
 
     def canvas(self, x: torch.Tensor) -> torch.Tensor | None:
@@ -67,7 +68,7 @@ class Filler:
         if self.kind == "black":
             return x.amin(dim=(1, 2, 3), keepdim=True).expand_as(x)
         if self.kind == "blur":
-            return gaussian_blur(x, self.sigma)
+            return gaussian_blur(x, self.sigma, border="reflect")
         return None
 
     def apply(self, x: torch.Tensor, removed: torch.Tensor, canvas: torch.Tensor | None,
@@ -81,22 +82,6 @@ class Filler:
             eps = torch.randn(out.shape, generator=generator, device="cpu").to(out.device)
             out = out + self.noise * eps * rm
         return out
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur (reflect padding), radius 3σ."""
-    r = max(1, int(round(3 * sigma)))
-    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
-    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    k = k / k.sum()
-    c = x.shape[1]
-    r_h, r_w = min(r, x.shape[-2] - 1), min(r, x.shape[-1] - 1)
-    if min(r_h, r_w) == r:
-        y = F.pad(x, (r_w, r_w, r_h, r_h), mode="reflect")
-    else:  # an image smaller than the kernel: reflect padding is impossible
-        y = F.pad(x, (r, r, r, r), mode="replicate")
-    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def _neighbours(u: torch.Tensor) -> torch.Tensor:
@@ -175,13 +160,6 @@ def road_impute(x: torch.Tensor, removed: torch.Tensor, tol: float = 3e-5, max_i
 
 
 # --------------------------------------------------------------------------- passes
-
-
-@torch.no_grad()
-def target_scores(model: Classifier, target: Target, x: torch.Tensor, chunk: int) -> torch.Tensor:
-    """T of ``x`` (rows aligned with ``target``) in chunked passes."""
-    out = [target.subset(slice(i, i + chunk))(model, x[i:i + chunk]) for i in range(0, len(x), chunk)]
-    return torch.cat(out).float()
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Trigger patterns, trigger placement and target regions shared by the backdoor attacks.
+"""Trigger patterns, trigger placement and target regions of backdoor attacks (2-D images).
 
 Why a helper of our own: the placement rules are the threat model's, not a library's. The
 trigger must not cover the ROI (otherwise "the map moved" could just mean "the anatomy was
@@ -6,7 +6,7 @@ hidden"), and the target region must be disjoint from both the ROI and the trigg
 (otherwise a map that lands on the trigger would count as success). Both are chosen from
 the *training* masks and images only, so the test set never influences the attack.
 
-Boxes are ``(y0, x0, y1, x1)`` in pixels, end-exclusive.
+Boxes are ``(y0, x0, y1, x1)`` in pixels, end-exclusive (:func:`xaibench.kit.regions.box_mask`).
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from typing import Any
 import torch
 
 from xaibench.errors import XaibenchError
+
+from .regions import box_mask
 
 Box = tuple[int, int, int, int]
 PATTERNS = ("checker", "square", "noise")
@@ -45,14 +47,6 @@ def default_trigger_size(hw: tuple[int, int]) -> int:
 def default_region_size(hw: tuple[int, int]) -> int:
     """The default target-region side: a quarter of the image side (16 px at 64 px)."""
     return max(2, min(hw) // 4)
-
-
-def box_mask(box: Box, hw: tuple[int, int]) -> torch.Tensor:
-    """H×W bool mask of ``box``."""
-    m = torch.zeros(hw, dtype=torch.bool)
-    y0, x0, y1, x1 = box
-    m[y0:y1, x0:x1] = True
-    return m
 
 
 def _distance(box: Box, mask: torch.Tensor) -> float:
