@@ -28,7 +28,7 @@ from .contracts import AttackContext, AttackOutcome, DatasetSplits, ExplainConte
 from .plugins import Registry, instantiate, load
 from .store import CellRecord
 from .suite import Entry, Suite
-from .training import train
+from .training import settings, train
 
 NONE_ATTACK = Entry("attack", "none", {}, "none")
 
@@ -256,7 +256,8 @@ def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, Att
         train=partial(train, seed=task.seed, device=session.device, builder=builder,
                       progress=session.cfg.progress, desc=desc),
         seed=task.seed, device=session.device,
-        clean_model=None if task.attack.name == "none" else partial(_clean_copy, session, task))
+        clean_model=None if task.attack.name == "none" else partial(_clean_copy, session, task),
+        batch_size=int(settings(builder)["batch_size"]))
     torch.manual_seed(task.seed)
     outcome = attack.run(ctx)
     model = _to_device(outcome.train.model, session.device)

@@ -343,6 +343,7 @@ class AttackContext:
     # A fresh copy of the clean model of the same dataset, backbone and seed (trained once and
     # cached like any model): attacks that fine-tune a victim's model start from it.
     clean_model: Callable[[], Classifier] | None = None
+    batch_size: int = 32  # the trainer's batch size for this backbone (an attack sizes its sampling by it)
 
 
 @dataclass(frozen=True)

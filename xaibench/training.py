@@ -22,7 +22,9 @@ from tqdm.auto import tqdm
 from .contracts import Classifier, ExtraLoss, ImageSet, TrainResult
 
 
-def _settings(builder: Any, **override: Any) -> dict[str, Any]:
+def settings(builder: Any, **override: Any) -> dict[str, Any]:
+    """The trainer's lr/epochs/batch_size/patience/weight_decay for ``builder`` (the
+    backbone plugin), with ``override`` on top: what a model of that backbone is trained with."""
     base = {"lr": 1e-3, "epochs": 30, "batch_size": 32, "patience": 5, "weight_decay": 1e-4}
     for k in base:
         if builder is not None and hasattr(builder, k):
@@ -83,7 +85,7 @@ def train(
     weights are kept. ``builder`` (the backbone plugin) supplies param groups and
     train-mode rules; ``override`` replaces lr/epochs/batch_size/patience/weight_decay."""
     device = torch.device(device)
-    cfg = _settings(builder, **override)
+    cfg = settings(builder, **override)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     # channels-last convolutions train about 25% faster on CPU (oneDNN) and on GPUs with
@@ -146,8 +148,3 @@ def train(
         p.requires_grad_(True)
     model.eval()
     return TrainResult(model=model, history=history, seconds=time.perf_counter() - start)
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))

@@ -134,7 +134,7 @@ class ExplanationBackdoor:
                            self.trigger_position, self.region, self.region_size, variants=self.poison_variants,
                            cell=_cell_size(model, self.layer, hw))
         k = int(plan.flags.sum())  # rows carrying the trigger (variants included)
-        weights = self.sample_weights(plan.flags, _batch_size(ctx), len(plan.poisoned) / max(1, plan.source_size))
+        weights = self.sample_weights(plan.flags, ctx.batch_size, len(plan.poisoned) / max(1, plan.source_size))
         tap = ActivationTap(model)
         loss = BackdoorLoss(plan.region, self.layer, self.loss, self.lam, self.clean_penalty, self.explained_class, tap,
                             self.rectify, self.quiet_explainer, self.quiet_weight if self.quiet_explainer else 0.0,
@@ -209,13 +209,6 @@ def _cell_size(model: Classifier, layer: str, hw: tuple[int, int]) -> int:
     finally:
         model.train(was)
     return max(1, hw[0] // int(h))
-
-
-def _batch_size(ctx: AttackContext) -> int:
-    from xaibench.training import _settings
-
-    kw = getattr(ctx.train, "keywords", {})  # the runner passes a functools.partial
-    return int(kw.get("batch_size") or _settings(kw.get("builder"))["batch_size"])
 
 
 @dataclass(frozen=True)
