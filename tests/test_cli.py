@@ -101,3 +101,20 @@ def test_a_nifti_manifest_replaces_the_suites_dataset(tmp_path):
     md = (out / "leaderboard.md").read_text()
     assert "### Models: nifti / resnet18" in md and "attack: none — localisation" in md
     assert main(argv) == 0  # a rerun finds everything stored
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(monkeypatch):
+    """``xaibench list | head -1``: the closed pipe ends the command quietly, exit status 0."""
+
+    class ClosedPipe:
+        def write(self, _text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            raise ValueError("no file descriptor")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["list"]) == 0

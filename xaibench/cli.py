@@ -6,6 +6,7 @@ Ctrl-C keeps everything already stored and exits 130.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -346,6 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     except XaibenchError as exc:
         print(f"xaibench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `xaibench list | head`: the reader left; not an error of ours
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        except (OSError, ValueError):
+            pass
+        return 0
     except OSError as exc:  # a full or read-only disk reached outside the atomic writers
         err = storage_error(exc, exc.filename or "the results folder")
         if err is None:
