@@ -29,22 +29,8 @@ N, S = 4, 32
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-@pytest.fixture(scope="module")
-def data():
-    g = torch.Generator().manual_seed(1)
-    return torch.rand(N, 1, S, S, generator=g), torch.rand(6, 1, S, S, generator=g)
-
-
-@pytest.fixture(scope="module")
-def targets(tiny_model):
-    cls = torch.tensor([0, 1, 1, 0])
-    d = torch.randn(tiny_model.head.in_features, generator=torch.Generator().manual_seed(2))
-    return {"logit": Target("logit", cls), "margin": Target("margin", cls),
-            "group-direction": Target("group-direction", cls, d / d.norm())}
-
-
-def ctx(ref, chunk=64, seed=0):
-    return ExplainContext(reference=ref, seed=seed, chunk_size=chunk)
+# the images, reference set, targets and context of the built-in explainers' tests
+from .test_explainers import ctx, data, targets  # noqa: E402,F401 (fixtures)
 
 
 @pytest.mark.parametrize("baseline", ["zeros", "mean"])
