@@ -20,6 +20,8 @@ import torch
 
 # the shared helpers, in one place (the lead retargets this import at merge)
 from xaibench.kit.batching import chunks
+from xaibench.kit.checks import check_images
+from xaibench.kit.targets import ScoreModel
 
 SEGMENTATIONS = ("patches", "slic")
 
@@ -61,3 +63,14 @@ def chunked(x: torch.Tensor, chunk_size: int, attribute: Callable[[slice], torch
     for sl in chunks(x.shape[0], chunk_size):
         out[sl] = attribute(sl).detach().sum(dim=1)
     return out.float()
+
+
+def gradient_attribution(method: type, who: str, model: torch.nn.Module, x: torch.Tensor, target,
+                         chunk_size: int) -> torch.Tensor:
+    """A captum method that needs only the model and the target class (guided backprop,
+    deconvolution), on the target's scores, chunk by chunk."""
+    check_images(x, who)
+    algo = method(ScoreModel(model, target))
+    cls = target.classes.to(x.device)
+    with torch.enable_grad():
+        return chunked(x, chunk_size, lambda sl: algo.attribute(x[sl].detach().clone(), target=cls[sl]))

@@ -18,10 +18,8 @@ import xaibench
 from xaibench.contracts import Classifier, ExplainContext, Target
 from xaibench.hookspecs import ExplainerRecord
 
-from ._captum_family import chunked
-from xaibench.kit.checks import check_images
+from ._captum_family import gradient_attribution
 from xaibench.kit.options import option_factory
-from xaibench.kit.targets import ScoreModel
 
 
 @dataclass(frozen=True)
@@ -29,11 +27,7 @@ class GuidedBackprop:
     """Guided backpropagation (no options)."""
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
-        check_images(x, "explainer guided-backprop")
-        gb = CaptumGuidedBackprop(ScoreModel(model, target))
-        cls = target.classes.to(x.device)
-        with torch.enable_grad():
-            return chunked(x, context.chunk_size, lambda sl: gb.attribute(x[sl].detach().clone(), target=cls[sl]))
+        return gradient_attribution(CaptumGuidedBackprop, "explainer guided-backprop", model, x, target, context.chunk_size)
 
 
 @xaibench.hookimpl
