@@ -158,3 +158,27 @@ def test_publish_writes_csv_md_tex_with_the_command_and_links_published_figures(
     build.publish(tmp_path / "results", dest, "s", "cmd")
     md = (dest / "s.md").read_text()
     assert "[figures/s](figures/s/README.md)" in md and "[README](README.md)" in md
+
+
+def test_publish_reads_only_its_suite_from_a_folder_that_holds_two(tmp_path):
+    """A suite run into another's folder (to share its models) must not pool into the other's
+    published rows: n per row is one suite's, whichever ran last."""
+    import pandas as pd
+
+    from xaibench.cells import RunConfig
+    from xaibench.leaderboard import build
+    from xaibench.runner import run_local
+    from xaibench.suite import parse
+
+    from .conftest import TOY_PLUGIN
+
+    suite = {"seeds": [0], "n_eval": 6, "datasets": ["toy-blobs"], "attacks": ["none"], "explainers": ["toy-grad"],
+             "metrics": ["accuracy", "toy-mass"],
+             "backbones": [{"name": "resnet18", "options": {"width": 0.125, "output_stride": 8, "epochs": 1}}]}
+    out = tmp_path / "out"
+    for name in ("first", "second"):
+        run_local(RunConfig(parse({**suite, "name": name}, "test"), out, (str(TOY_PLUGIN),), "cpu", progress=False))
+    build.publish(out, tmp_path / "pub", "first", "cmd", (str(TOY_PLUGIN),), suite="first")
+    rows = pd.read_csv(tmp_path / "pub" / "first.csv")
+    mass = rows[rows["column"] == "toy-mass"]
+    assert len(mass) == 1 and int(mass["n"].iloc[0]) == 6  # not 12: the second suite's cells stay out

@@ -224,7 +224,7 @@ def cmd_leaderboard(args) -> int:
             raise XaibenchError(f"leaderboard --suite: {why}")
         _folder(args.publish, "--publish")
         cmd = f"xaibench run --suite {name}" + (f" && xaibench leaderboard --suite {name} --publish {args.publish}")
-        for p in publish(out, Path(args.publish), name, args.command or cmd, tuple(args.plugin)):
+        for p in publish(out, Path(args.publish), name, args.command or cmd, tuple(args.plugin), suite=args.suite):
             print(p)
         return EXIT_OK
     text = render_store(out, args.format, suite=args.suite, plugin_files=tuple(args.plugin))

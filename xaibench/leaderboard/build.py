@@ -112,12 +112,15 @@ def write_all(out: Path, suite: str | None = None, plugin_files: tuple[str, ...]
     return paths
 
 
-def publish(out: Path, dest: Path, name: str, command: str, plugin_files: tuple[str, ...] = ()) -> list[Path]:
+def publish(out: Path, dest: Path, name: str, command: str, plugin_files: tuple[str, ...] = (),
+            suite: str | None = None) -> list[Path]:
     """Write ``dest/NAME.{csv,md,tex}`` (and the monotonicity figure) for a paper or a repo:
-    the Markdown opens with the command that regenerates it and is rendered from the CSV."""
+    the Markdown opens with the command that regenerates it and is rendered from the CSV.
+    Only ``suite``'s cells are read: a results folder may hold several suites (one that shares
+    another's models), and their values must not pool into one row."""
     dest.mkdir(parents=True, exist_ok=True)
     csv_path = dest / f"{name}.csv"
-    atomic_write(csv_path, render_summary(summary_of(out, None, plugin_files), "csv"))
+    atomic_write(csv_path, render_summary(summary_of(out, suite, plugin_files), "csv"))
     summary = read_summary_csv(csv_path)
     figures = dest / "figures" / name / "README.md"  # written by `xaibench report --publish`
     tables = build_tables(summary)
