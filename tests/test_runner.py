@@ -119,6 +119,19 @@ def test_failing_cell_is_recorded_and_run_goes_on(tmp_path):
     store.close()
 
 
+def test_a_user_error_in_a_seeds_scope_metric_fails_its_cell_not_the_run(tmp_path):
+    # as in every other scope: the same XaibenchError used to abort the whole run in scope seeds
+    bad = {"name": "toy-mass", "label": "across-seeds", "options": {"fail": "user", "scope": "seeds"}}
+    cfg = _cfg(tmp_path, metrics=["accuracy", bad, "toy-mass"])
+    summary = run_local(cfg)
+    assert len(summary.failed) == 1 and "user error" in summary.failed[0]
+    store = Store(cfg.out / "results.sqlite")
+    failed = store.failures()
+    assert failed["metric"].tolist() == ["across-seeds"] and failed["seed"].tolist() == [-1]
+    assert set(store.values()["name"]) >= {"accuracy", "toy-mass"}  # every other cell was scored
+    store.close()
+
+
 def _cli(args, **kw):
     return subprocess.run([sys.executable, "-m", "xaibench.cli", *args], capture_output=True, text=True, **kw)
 

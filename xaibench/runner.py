@@ -5,9 +5,11 @@ pure task functions to workers. A rerun skips stored cells (``--force`` recomput
 """
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -17,6 +19,7 @@ from .cells import (ModelTask, RunConfig, Session, cell_id, config_hash, eval_in
 from .maps import cached_maps
 from .contracts import MetricInput
 from .dims import explainers_for, skip_notes
+from .errors import StorageError
 from .evaluate import ModelEvaluation
 from .store import CellRecord, Store, score_rows
 
@@ -61,61 +64,83 @@ def run_task(session: Session, task: ModelTask, done: set[str]) -> Iterator[Cell
                             session.git_commit)
 
 
-def seed_cells(session: Session, done: set[str]) -> Iterator[CellRecord]:
-    """Metrics of scope ``seeds``: one explainer's maps from models of every seed."""
-    session.stored = done
+@dataclass(frozen=True)
+class SeedCell:
+    """One metric of scope ``seeds``: an explainer's maps from the models of every seed."""
+
+    cell_id: str
+    metric: Any  # the suite's metric entry
+    explainer: Any  # the suite's explainer entry
+    tasks: tuple[ModelTask, ...]
+    keys: dict[str, Any]
+    config: dict[str, Any]
+
+
+def plan_seed_cells(session: Session) -> list[SeedCell]:
+    """Every (metric of scope seeds × dataset × backbone × attack × explainer) cell; none
+    with fewer than two seeds."""
     suite = session.cfg.suite
     if len(suite.seeds) < 2:
-        return
+        return []
+    out = []
     for m in suite.metrics:
-        metric = session.make(m)
-        if getattr(metric, "scope", "") != "seeds":
+        if getattr(session.make(m), "scope", "") != "seeds":
             continue
-        for d in suite.datasets:
-            for b in suite.backbones:
-                for a in suite.attacks:
-                    for e in explainers_for(session.registry, suite, d):
-                        if m.only and e.title not in m.only:
-                            continue
-                        tasks = [ModelTask(d, b, a, sd) for sd in suite.seeds]
-                        cfg = {"models": [session.model_id(t) for t in tasks], "metric": session.ident(m),
-                               "explainer": session.ident(e), "n_eval": suite.n_eval, "target": vars(suite.target)}
-                        keys = {"suite": suite.name, "dataset": d.title, "backbone": b.title, "attack": a.title,
-                                "seed": -1, "explainer": e.title, "metric": m.title, "split": "clean"}
-                        cid = cell_id("metric", keys, config_hash(cfg))
-                        if cid in done:
-                            continue
-                        t0 = time.perf_counter()
-                        versions = session.versions(d, b, a, m, e)
-                        try:
-                            splits = session.dataset(d)
-                            st = splits.test.subset(eval_index(splits, suite.n_eval, suite.data_seed))
-                            dev = session.device
-                            maps, model, tgt, ctx = {}, None, None, None
-                            for t in tasks:
-                                model, _ = train_model(session, t)
-                                ctx = explain_context(session, splits, t.seed)
-                                tgt = make_target(suite.target.kind, suite.target.classes, model, st.images,
-                                                  st.labels, splits, dev)
-                                maps[t.seed] = cached_maps(session, t, model, e, session.make(e), st, "clean", tgt,
-                                                           ctx)
-                            scores = metric.score(MetricInput(
-                                model=model, images=st.images.to(dev), labels=st.labels.to(dev),
-                                masks=st.masks.to(dev), target=tgt, context=ctx, seed_maps=maps,
-                                explainer_name=e.title, meta=st.meta, splits=splits,
-                                named_masks={k: v.to(dev) for k, v in st.named_masks.items()}))
-                            rows, extras = score_rows(scores, f"metric {m.title}")
-                            yield from session.drain()
-                            yield CellRecord(cid, "metric", keys, config_hash(cfg), cfg, "done", time.perf_counter() - t0, rows,
-                                             extras, versions=versions, git_commit=session.git_commit)
-                        except KeyboardInterrupt:
-                            raise
-                        except Exception as exc:
-                            if getattr(exc, "exit_code", None) is not None:
-                                raise
-                            yield from session.drain()
-                            yield failed_record(cid, "metric", keys, cfg, exc, time.perf_counter() - t0, versions,
-                                                session.git_commit)
+        for d, b, a in itertools.product(suite.datasets, suite.backbones, suite.attacks):
+            for e in explainers_for(session.registry, suite, d):
+                if m.only and e.title not in m.only:
+                    continue
+                tasks = tuple(ModelTask(d, b, a, sd) for sd in suite.seeds)
+                cfg = {"models": [session.model_id(t) for t in tasks], "metric": session.ident(m),
+                       "explainer": session.ident(e), "n_eval": suite.n_eval, "target": vars(suite.target)}
+                keys = {"suite": suite.name, "dataset": d.title, "backbone": b.title, "attack": a.title,
+                        "seed": -1, "explainer": e.title, "metric": m.title, "split": "clean"}
+                out.append(SeedCell(cell_id("metric", keys, config_hash(cfg)), m, e, tasks, keys, cfg))
+    return out
+
+
+def _seed_scores(session: Session, cell: SeedCell) -> list:
+    """The metric's scores on one explainer's maps from every seed's model (same test images)."""
+    suite, dev = session.cfg.suite, session.device
+    d, e = cell.tasks[0].dataset, cell.explainer
+    splits = session.dataset(d)
+    st = splits.test.subset(eval_index(splits, suite.n_eval, suite.data_seed))
+    maps, model, tgt, ctx = {}, None, None, None
+    for t in cell.tasks:
+        model, _ = train_model(session, t)
+        ctx = explain_context(session, splits, t.seed)
+        tgt = make_target(suite.target.kind, suite.target.classes, model, st.images, st.labels, splits, dev)
+        maps[t.seed] = cached_maps(session, t, model, e, session.make(e), st, "clean", tgt, ctx)
+    return session.make(cell.metric).score(MetricInput(
+        model=model, images=st.images.to(dev), labels=st.labels.to(dev), masks=st.masks.to(dev), target=tgt,
+        context=ctx, seed_maps=maps, explainer_name=e.title, meta=st.meta, splits=splits,
+        named_masks={k: v.to(dev) for k, v in st.named_masks.items()}))
+
+
+def seed_cells(session: Session, done: set[str]) -> Iterator[CellRecord]:
+    """Score the cells of scope ``seeds`` not yet stored. A failing metric fails its cell
+    and the run goes on (as in every other scope); only an unwritable results folder stops it."""
+    session.stored = done
+    for cell in plan_seed_cells(session):
+        if cell.cell_id in done:
+            continue
+        t0 = time.perf_counter()
+        t = cell.tasks[0]
+        versions = session.versions(t.dataset, t.backbone, t.attack, cell.metric, cell.explainer)
+        try:
+            scores = _seed_scores(session, cell)
+            rows, extras = score_rows(scores, f"metric {cell.metric.title}")
+            yield from session.drain()
+            yield CellRecord(cell.cell_id, "metric", cell.keys, config_hash(cell.config), cell.config, "done",
+                             time.perf_counter() - t0, rows, extras, versions=versions, git_commit=session.git_commit)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded as a failed cell
+            if isinstance(exc, StorageError):
+                raise
+            yield from session.drain()
+            yield failed_record(cell.cell_id, "metric", cell.keys, cell.config, exc, time.perf_counter() - t0,
+                                versions, session.git_commit)
 
 
 def run_local(cfg: RunConfig) -> Summary:
