@@ -10,6 +10,7 @@ import pandas as pd
 from ..atomic import atomic_write
 from ..errors import XaibenchError
 from ..store import Store
+from .attack_facts import FACTS_FAMILY, FACTS_PLUGIN, attack_fact_values
 from .cd import cd_figure
 from .render import html_page, latex, markdown
 from .summary import summarise
@@ -27,10 +28,12 @@ def summary_of(out: Path, suite: str | None = None, plugin_files: tuple[str, ...
     store = Store(db)
     try:
         values, cells = store.values(suite), store.cells()
+        values = pd.concat([values, attack_fact_values(store.extras(), cells, suite)], ignore_index=True)
     finally:
         store.close()
     reg = _registry(plugin_files)
-    return summarise(values, metric_families(reg), explainer_baselines(cells, reg))
+    families = {**metric_families(reg), FACTS_PLUGIN: FACTS_FAMILY}
+    return summarise(values, families, explainer_baselines(cells, reg))
 
 
 def _registry(plugin_files: tuple[str, ...] = ()):

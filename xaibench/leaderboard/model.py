@@ -12,6 +12,7 @@ class Column:
     higher_is_better: bool
     chance: float | None
     prior: float | None = None  # the prior baseline row's mean (localisation tables)
+    neutral: bool = False  # a stated fact (e.g. an attack's exposure), not a score: no direction, no best
 
 
 @dataclass(frozen=True)

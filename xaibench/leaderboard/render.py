@@ -31,11 +31,11 @@ def fmt(v: Value | None, digits: int = 3) -> str:
 
 
 def header(c: Column) -> str:
-    arrow = "↑" if c.higher_is_better else "↓"
+    arrow = "" if c.neutral else " ↑" if c.higher_is_better else " ↓"
     levels = [] if c.chance is None or math.isnan(c.chance) else [f"chance {c.chance:.3f}"]
     if c.prior is not None and not math.isnan(c.prior):
         levels.append(f"prior {c.prior:.3f}")
-    return f"{c.key} {arrow}" + (f" ({', '.join(levels)})" if levels else "")
+    return f"{c.key}{arrow}" + (f" ({', '.join(levels)})" if levels else "")
 
 
 def _body(t: Table) -> tuple[list[str], list[list[tuple[str, bool]]], int | None]:

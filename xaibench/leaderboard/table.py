@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from .attack_facts import FACTS, FACTS_FAMILY
 from .model import Column, Ranking, Row, Table, Value
 from .paired import PRIOR_FAMILIES, UNRANKED_FAMILIES, prior_of
 from .stats import ALPHA
@@ -62,9 +63,13 @@ def _table(title: str, g: pd.DataFrame, row_key: str, rank: bool, footer: tuple[
         ch = cg["chance"].dropna()
         prior = prior_of(str(key), kind) if family in PRIOR_FAMILIES else None
         pv = float(grid[(prior, key)]["mean"]) if prior and (prior, key) in grid else None
-        cols.append(Column(str(key), bool(cg["higher_is_better"].iloc[0]), float(ch.mean()) if len(ch) else None, pv))
+        neutral = "family" in cg and str(cg["family"].iloc[0]) == FACTS_FAMILY
+        cols.append(Column(str(key), bool(cg["higher_is_better"].iloc[0]), float(ch.mean()) if len(ch) else None, pv,
+                           neutral))
+    order = list(FACTS.values())  # stated facts (unique share, exposure…) lead in their order, then the scores
+    cols.sort(key=lambda c: (not c.neutral, order.index(c.key) if c.key in order else 0))
     best = {}
-    for c in cols:
+    for c in (c for c in cols if not c.neutral):
         means = [m for m in (grid[(lab, c.key)]["mean"] for lab in methods if (lab, c.key) in grid) if not math.isnan(m)]
         if len(means) > 1:
             best[c.key] = max(means) if c.higher_is_better else min(means)
