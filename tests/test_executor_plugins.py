@@ -119,3 +119,13 @@ def test_preflight_runs_before_any_planning(tmp_path, registry):
     with pytest.raises(XaibenchError, match="refused by its preflight"):
         run_with("reverse", cfg, registry=registry)
     assert not (tmp_path / "o").exists()
+
+
+def test_an_executor_reusing_a_builtin_name_names_both_providers(tmp_path):
+    from xaibench.errors import PluginError
+
+    impostor = tmp_path / "impostor.py"
+    impostor.write_text("import xaibench\nfrom xaibench.hookspecs import ExecutorRecord\n\n\n@xaibench.hookimpl\n"
+                        "def xaibench_executors():\n    yield ExecutorRecord('dask', 'an impostor', None, in_process=True)\n")
+    with pytest.raises(PluginError, match=r"duplicate executor name 'dask'.*executors\.dask.*impostor\.py"):
+        load([impostor])

@@ -150,7 +150,8 @@ def cmd_describe(args) -> int:
 
 def _add_list_parsers(sub) -> None:
     ls = sub.add_parser("list", help="list registered plugins of every kind (--options: with their options)")
-    ls.add_argument("kind", nargs="?", help="explainer(s), metric(s), dataset(s), backbone(s), attack(s), suite(s) or executor(s)")
+    ls.add_argument("kind", nargs="?",
+                    help="explainer(s), metric(s), dataset(s), backbone(s), attack(s), suite(s) or executor(s)")
     ls.add_argument("--options", action="store_true", help="also print every plugin's options (type = default, help)")
     ls.add_argument("--markdown", action="store_true", help="print the options of every plugin as docs/options.md")
     ls.add_argument("--plugin", action="append", default=[], metavar="FILE")
@@ -299,8 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--wait", action="store_true", help="if another run holds the results folder, wait for it")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--no-leaderboard", action="store_true", help="do not write leaderboard files after the run")
-    r.add_argument("--executor", metavar="NAME",
-                   help="where cells run: local (default), dask, slurm or a plugin's (`xaibench list executors`)")
+    r.add_argument("--executor", metavar="NAME", help="where cells run: local (default), dask, slurm, a plugin's")
     r.add_argument("--dask-address", help="dask scheduler address (default: start a LocalCluster)")
     x = r.add_argument_group("executor resources (override the suite's [executor] table; see docs/scale-out.md)")
     x.add_argument("--workers", type=int, help="dask: LocalCluster worker processes (default 2)")

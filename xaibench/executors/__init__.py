@@ -44,7 +44,8 @@ def _other_keys(registry: Registry, name: str) -> Mapping[str, Any]:
     return out
 
 
-def resolve(name: str, table: Mapping[str, Any], args: Any = None, registry: Registry | None = None) -> ExecutorSettings:
+def resolve(name: str, table: Mapping[str, Any], args: Any = None,
+            registry: Registry | None = None) -> ExecutorSettings:
     """Settings for executor ``name`` from the suite's ``[executor]`` table and the ``run``
     flags present in ``args`` (flags win). Without ``registry``, the installed plugins'."""
     if registry is None:

@@ -1,5 +1,6 @@
-"""The driver of a distributed run: plan the jobs of each stage, hand them to the
-executor plugin's :class:`~xaibench.executors.backend.Backend` (Dask, submitit, …), and ingest the workers' result files into the store as jobs finish.
+"""The driver of a distributed run: plan the jobs of each stage, hand them to the executor
+plugin's :class:`~xaibench.executors.backend.Backend` (Dask, submitit, …), and ingest the
+workers' result files into the store as jobs finish.
 
 Stages: (1) train every unique model once (clean models of attacked tasks included,
 deduplicated by model id), (2) explain and score each model, (3) metrics across seeds.
