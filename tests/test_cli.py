@@ -54,7 +54,7 @@ def test_bad_option_is_one_line(tmp_path, capsys):
 def test_list_shows_every_kind(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for kind in ("explainers:", "metrics:", "datasets:", "backbones:", "attacks:", "suites:"):
+    for kind in ("explainers:", "metrics:", "datasets:", "backbones:", "attacks:", "suites:", "executors:"):
         assert kind in out
     assert "gradcam" in out and "smoke" in out and "resnet18" in out
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from xaibench.cli import main
-from xaibench.describe import markdown, options_class, plugin_options
+from xaibench.describe import markdown, options_class, plugin_options, record_options
 from xaibench.plugins import DISABLE_ENV, load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,13 +83,14 @@ def test_every_option_of_every_builtin_is_in_docs_options_md_and_nothing_else(mo
             section = line.strip("#` ")
         elif line.startswith("| `") and section:
             documented.add((section, line.split("`")[1]))
-    actual = {(name, o.name) for kind in ("explainer", "metric", "dataset", "backbone", "attack")
-              for name in reg.names(kind) for o in plugin_options(reg.records[kind][name].factory) or ()}
+    actual = {(name, o.name) for kind in ("explainer", "metric", "dataset", "backbone", "attack", "executor")
+              for name in reg.names(kind) for o in record_options(reg.records[kind][name], kind) or ()}
     assert documented - actual == set(), "documented options that do not exist"
     assert actual - documented == set(), "options nobody documented"
     for must in ("mode", "weights", "key_map", "lr", "epochs"):
         assert ("resnet50", must) in documented
     assert {("corrupted-control", "source"), ("corrupted-control", "source_group")} <= documented
+    assert {("dask", "address"), ("dask", "workers"), ("slurm", "cluster")} <= documented  # executors' own keys
 
 
 def _table_options(page: str, heading: str) -> set[str]:

@@ -17,10 +17,9 @@ import pytest
 
 from xaibench.cells import ModelTask, RunConfig
 from xaibench.errors import XaibenchError
-from xaibench.executors import run_with
+from xaibench.executors import resolve, run_with
 from xaibench.executors.jobs import (INGESTED, Requeueable, WorkerOptions, eval_job, finished_ids, pending_dir,
                                      read_pending, train_job)
-from xaibench.executors.settings import resolve
 from xaibench.runner import model_tasks, run_local
 from xaibench.status import collect
 from xaibench.store import Store
@@ -199,7 +198,7 @@ def test_settings_from_suite_table_and_flags():
 
 
 def test_slurm_without_slurm_is_a_one_line_error(tmp_path, monkeypatch):
-    from xaibench.executors.slurm_backend import SubmititBackend
+    from xaibench_plugins.executors.slurm import SubmititBackend
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch anywhere
     with pytest.raises(XaibenchError, match="sbatch is not on PATH"):

@@ -27,8 +27,10 @@ def test_builtins_come_through_the_entry_point_group():
     assert eps["gradcam"].dist.name == "xaibench"
     reg = load()
     assert reg.provider("backbone", "resnet18").startswith("xaibench (xaibench_plugins.backbones.resnet")
-    for kind in ("explainer", "metric", "dataset", "backbone", "attack", "suite"):
+    for kind in ("explainer", "metric", "dataset", "backbone", "attack", "suite", "executor"):
         assert reg.names(kind), f"no built-in {kind}"
+    assert {"local", "dask", "slurm"} <= set(reg.names("executor"))
+    assert reg.provider("executor", "slurm").startswith("xaibench (xaibench_plugins.executors.slurm")
 
 
 def test_register_and_unregister_inside_one_test():

@@ -3,6 +3,7 @@ from .hookspecs import (  # noqa: F401
     AttackRecord,
     BackboneRecord,
     DatasetRecord,
+    ExecutorRecord,
     ExplainerRecord,
     MetricRecord,
     SuiteRecord,

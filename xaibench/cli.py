@@ -68,11 +68,21 @@ def _load_suite(args, registry):
     return suite
 
 
+def _executor(args, suite, registry) -> str:
+    """The executor's name (``--executor``, else the suite's ``[executor] name``), checked
+    against the registered executors and their settings before any work."""
+    from .executors import lookup, resolve
+
+    name = args.executor or suite.executor.get("name", "local")
+    lookup(registry, name, "--executor" if args.executor else "suite [executor] name =")
+    resolve(name, suite.executor, args, registry)  # unknown keys and bad values fail here
+    return name
+
+
 def cmd_run(args) -> int:
     from .cells import RunConfig
     from .lock import FolderLock
     from .plugins import instantiate, load
-    from .runner import run_local
 
     device = _device(args.device)
     registry = load(args.plugin)
@@ -85,14 +95,11 @@ def cmd_run(args) -> int:
     out = _folder(args.out or f"xaibench-results/{suite.name}")
     cfg = RunConfig(suite=suite, out=out, plugin_files=tuple(args.plugin), device=device,
                     force=args.force, progress=not args.quiet)
-    executor = args.executor or suite.executor.get("name", "local")
+    executor = _executor(args, suite, registry)
     with FolderLock(out, f"xaibench run --suite {args.suite}", wait=args.wait):
-        if executor == "local":
-            summary = run_local(cfg)
-        else:
-            from .executors import run_with
+        from .executors import run_with
 
-            summary = run_with(executor, cfg, args)
+        summary = run_with(executor, cfg, args, registry)
         print(f"{suite.name}: {summary.line()}; results in {out}")
         for note in summary.notes:
             print(f"  note: {note}")
@@ -143,7 +150,8 @@ def cmd_describe(args) -> int:
 
 def _add_list_parsers(sub) -> None:
     ls = sub.add_parser("list", help="list registered plugins of every kind (--options: with their options)")
-    ls.add_argument("kind", nargs="?", help="explainer(s), metric(s), dataset(s), backbone(s), attack(s) or suite(s)")
+    ls.add_argument("kind", nargs="?",
+                    help="explainer(s), metric(s), dataset(s), backbone(s), attack(s), suite(s) or executor(s)")
     ls.add_argument("--options", action="store_true", help="also print every plugin's options (type = default, help)")
     ls.add_argument("--markdown", action="store_true", help="print the options of every plugin as docs/options.md")
     ls.add_argument("--plugin", action="append", default=[], metavar="FILE")
@@ -292,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--wait", action="store_true", help="if another run holds the results folder, wait for it")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--no-leaderboard", action="store_true", help="do not write leaderboard files after the run")
-    r.add_argument("--executor", choices=["local", "dask", "slurm"], help="where cells run (default local)")
+    r.add_argument("--executor", metavar="NAME", help="where cells run: local (default), dask, slurm, a plugin's")
     r.add_argument("--dask-address", help="dask scheduler address (default: start a LocalCluster)")
     x = r.add_argument_group("executor resources (override the suite's [executor] table; see docs/scale-out.md)")
     x.add_argument("--workers", type=int, help="dask: LocalCluster worker processes (default 2)")

@@ -228,16 +228,24 @@ def normalise_kind(kind: str) -> str:
     return k
 
 
+def record_options(rec: Any, kind: str) -> list[OptionInfo] | None:
+    """A plugin's options: its factory's, or for an executor the ``[executor]`` keys its
+    ``options`` dataclass declares (the shared keys are in ``docs/scale-out.md``)."""
+    if kind == "executor":
+        return plugin_options(rec.options) if rec.options is not None else []
+    factory = getattr(rec, "factory", None)
+    return None if factory is None else plugin_options(factory)
+
+
 def option_lines(registry: Registry, kind: str, name: str, indent: str = "    ") -> list[str]:
     rec = registry.get(kind, name)
-    factory = getattr(rec, "factory", None)
-    if factory is None:
+    if kind == "suite":
         return []
-    opts = plugin_options(factory)
+    opts = record_options(rec, kind)
     if opts is None:
         return [f"{indent}(options not declared: the factory takes **options; see the plugin's docs)"]
     if not opts:
-        return [f"{indent}(no options)"]
+        return [f"{indent}(no keys of its own)" if kind == "executor" else f"{indent}(no options)"]
     w = max(len(o.name) for o in opts)
     return [f"{indent}{o.name:{w}s}  {o.type} = {o.default}" + (f"  — {o.help}" if o.help else "") for o in opts]
 
@@ -248,6 +256,10 @@ def describe(registry: Registry, spec: str) -> str:
     lines = [f"{kind} {name}: {rec.description}", f"  provided by {registry.provider(kind, name)}"]
     if kind == "suite":
         return "\n".join(lines + [f"  file: {getattr(rec, 'path', '')}"])
+    if kind == "executor":
+        lines += [f"  settings (suite file: [executor] name = \"{name}\", or `xaibench run --executor {name}`; "
+                  "shared keys: torch_threads, poll_s, job resources — docs/scale-out.md):"]
+        return "\n".join(lines + option_lines(registry, kind, name))
     section = {"dataset": "datasets", "backbone": "backbones", "attack": "attacks", "explainer": "explainers",
                "metric": "metrics"}[kind]
     lines += [f"  options (suite file: [[{section}]] name = \"{name}\", options = {{ ... }}):"]
@@ -264,7 +276,8 @@ def markdown(registry: Registry) -> str:
            "Generated from the plugins' option dataclasses by `xaibench list --options --markdown`",
            "(a test checks that this file matches the code). Set options in a suite file, e.g.",
            "`[[backbones]]` `name = \"resnet50\"`, `options = { mode = \"probe\", weights = \"enc.pt\" }`;",
-           "`xaibench describe NAME` prints the same for any installed plugin.", ""]
+           "`xaibench describe NAME` prints the same for any installed plugin. An executor's options are",
+           "the keys it adds to a suite's `[executor]` table.", ""]
     for kind in KINDS:
         if kind == "suite":
             continue
@@ -272,11 +285,12 @@ def markdown(registry: Registry) -> str:
         for name in registry.names(kind):
             rec = registry.records[kind][name]
             out += [f"### `{name}`", "", _cell(rec.description), ""]
-            opts = plugin_options(rec.factory)
+            opts = record_options(rec, kind)
             if opts is None:
                 out += ["Options are not declared (the factory takes `**options`).", ""]
             elif not opts:
-                out += ["No options.", ""]
+                out += ["No keys of its own (the shared `[executor]` keys: docs/scale-out.md)." if kind == "executor"
+                        else "No options.", ""]
             else:
                 out += ["| option | type | default | meaning |", "|---|---|---|---|"]
                 out += [f"| `{o.name}` | `{_cell(o.type)}` | `{_cell(o.default)}` | {_cell(o.help) or '—'} |"

@@ -81,6 +81,35 @@ class SuiteRecord:
     path: Path
 
 
+@dataclass(frozen=True)
+class ExecutorRecord:
+    """Where a run's cells execute (``xaibench run --executor NAME`` or the suite's
+    ``[executor] name``). Executors never change results, so there is no ``version``.
+
+    * ``factory(settings, out)`` builds the engine: an object following
+      :class:`xaibench.executors.Backend` (``run`` one stage's calls, ``close``), given the
+      :class:`xaibench.executors.ExecutorSettings` and the results folder; ``None`` for an
+      ``in_process`` executor.
+    * ``options`` — a frozen dataclass whose fields are the extra keys this executor accepts in
+      the ``[executor]`` table (type, default, a comment as help); its ``__post_init__`` checks
+      values. The instance is ``settings.options``. The shared keys (``torch_threads``,
+      ``poll_s``, job resources) need no declaring.
+    * ``preflight(settings)`` runs before any planning: fail early in one line (e.g. "no
+      ``sbatch`` here") instead of after the plan is written.
+    * ``in_process`` — run the cells in this process, without the driver (``local``).
+    * ``worker_threads(settings)`` — torch threads of each job when the suite sets no
+      ``torch_threads``; ``None`` keeps the driver's count (bit-identical to a local run).
+    """
+
+    name: str
+    description: str
+    factory: Callable[[Any, Path], Any] | None
+    options: type | None = None
+    preflight: Callable[[Any], None] | None = None
+    in_process: bool = False
+    worker_threads: Callable[[Any], int | None] | None = None
+
+
 @hookspec
 def xaibench_explainers() -> Iterable[ExplainerRecord]:
     """Yield explainers.
@@ -150,4 +179,16 @@ def xaibench_suites() -> Iterable[SuiteRecord]:
         @xaibench.hookimpl
         def xaibench_suites():
             yield SuiteRecord("my-grid", "our paper's grid", Path(__file__).with_name("grid.toml"))
+    """
+
+
+@hookspec
+def xaibench_executors() -> Iterable[ExecutorRecord]:
+    """Yield executors (engines that run a suite's jobs).
+
+    Example::
+
+        @xaibench.hookimpl
+        def xaibench_executors():
+            yield ExecutorRecord("ray", "jobs as Ray tasks", RayBackend, options=RayOptions)
     """

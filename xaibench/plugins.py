@@ -27,6 +27,7 @@ from .hookspecs import (
     AttackRecord,
     BackboneRecord,
     DatasetRecord,
+    ExecutorRecord,
     ExplainerRecord,
     MetricRecord,
     SuiteRecord,
@@ -43,6 +44,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "backbone": ("xaibench_backbones", BackboneRecord),
     "attack": ("xaibench_attacks", AttackRecord),
     "suite": ("xaibench_suites", SuiteRecord),
+    "executor": ("xaibench_executors", ExecutorRecord),
 }
 
 

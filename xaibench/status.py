@@ -78,9 +78,9 @@ def _slurm_state(out: Path, job_id: str | None) -> str | None:
     try:
         import submitit
 
-        from .executors.slurm_backend import submitit_folder
+        from .executors.jobs import engine_dir
 
-        return str(submitit.SlurmJob(submitit_folder(out) / "%j", str(job_id)).state)
+        return str(submitit.SlurmJob(engine_dir(out, "submitit") / "%j", str(job_id)).state)
     except Exception:  # noqa: BLE001 - no sacct here, or an unknown job: fall back to the markers
         return None
 

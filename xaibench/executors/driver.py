@@ -1,5 +1,6 @@
-"""The driver of a distributed run: plan the jobs of each stage, hand them to a backend
-(Dask or submitit), and ingest the workers' result files into the store as jobs finish.
+"""The driver of a distributed run: plan the jobs of each stage, hand them to the executor
+plugin's :class:`~xaibench.executors.backend.Backend` (Dask, submitit, …), and ingest the
+workers' result files into the store as jobs finish.
 
 Stages: (1) train every unique model once (clean models of attacked tasks included,
 deduplicated by model id), (2) explain and score each model, (3) metrics across seeds.
@@ -13,9 +14,8 @@ import os
 import shutil
 import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
@@ -26,29 +26,12 @@ from ..errors import XaibenchError, warn
 from ..evaluate import ModelEvaluation
 from ..runner import Summary, _record, model_tasks, store_path
 from ..store import Store
+from .backend import Backend, Call, OnResult  # noqa: F401 - OnResult re-exported for old imports
 from .jobs import (INGESTED, JobResult, PendingError, WorkerOptions, eval_job, jobs_dir, legacy_files, pending_dir,
                    pending_files, read_pending, seed_job, train_job)
 from .settings import ExecutorSettings
 
 PLAN = "plan.json"
-
-
-@dataclass(frozen=True)
-class Call:
-    key: str  # unique in the run: stage + model id
-    stage: str
-    label: str  # for people: dataset/backbone/attack/seed
-    fn: Callable[..., JobResult]
-    args: tuple
-
-
-OnResult = Callable[[Call, "JobResult | BaseException"], None]
-
-
-class Backend(Protocol):
-    def run(self, stage: str, calls: list[Call], on_result: OnResult, on_submit: Callable[[Call, str], None]) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def plan_path(out: Path) -> Path:
@@ -126,6 +109,15 @@ def _write_plan(out: Path, plan: dict[str, Any]) -> None:
     atomic_write(plan_path(out), json.dumps(plan, indent=1, default=str))
 
 
+def _new_plan(cfg: RunConfig, settings: ExecutorSettings, stages: dict[str, list[Call]]) -> dict[str, Any]:
+    """What ``xaibench status`` reads: the executor, the driver's process and every job."""
+    return {"suite": cfg.suite.name, "executor": settings.name, "started": time.time(),
+            "cluster": getattr(settings.options, "cluster", None),
+            "driver": {"host": socket.gethostname(), "pid": os.getpid()}, "finished": None,
+            "jobs": {c.key: {"stage": c.stage, "label": c.label, "job_id": None}
+                     for calls in stages.values() for c in calls}}
+
+
 def run_distributed(cfg: RunConfig, settings: ExecutorSettings, make_backend: Callable[[ExecutorSettings, Path], Backend],
                     opts: WorkerOptions) -> Summary:
     start = time.perf_counter()
@@ -141,11 +133,7 @@ def run_distributed(cfg: RunConfig, settings: ExecutorSettings, make_backend: Ca
         session = Session(cfg)
         summary.notes = skip_notes(session.registry, cfg.suite)
         stages = plan_calls(cfg, session, done, opts)
-        plan = {"suite": cfg.suite.name, "executor": settings.name, "started": time.time(),
-                "cluster": (settings.cluster or "slurm") if settings.name == "slurm" else None,
-                "driver": {"host": socket.gethostname(), "pid": os.getpid()}, "finished": None,
-                "jobs": {c.key: {"stage": c.stage, "label": c.label, "job_id": None}
-                         for calls in stages.values() for c in calls}}
+        plan = _new_plan(cfg, settings, stages)
         _write_plan(out, plan)
         if not any(stages.values()):
             plan["finished"] = time.time()

@@ -42,6 +42,11 @@ def jobs_dir(out: Path) -> Path:
     return Path(out) / "executor" / "jobs"
 
 
+def engine_dir(out: Path, engine: str) -> Path:
+    """Where an execution engine keeps its own files (logs, submission pickles), e.g. ``submitit``."""
+    return Path(out) / "executor" / engine
+
+
 def write_pending(out: Path, rec: CellRecord) -> Path:
     return atomic_write(pending_dir(out) / f"{rec.cell_id}{SUFFIX}", rec.to_json())
 

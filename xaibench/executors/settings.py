@@ -1,23 +1,27 @@
 """Executor settings: the suite's ``[executor]`` table, overridden by ``xaibench run`` flags.
 
-Kept in one frozen dataclass so the driver, the workers and the docs agree on one list of
-keys; an unknown key or a bad value fails before any job is submitted.
+The core owns the keys every executor shares (``name``, ``torch_threads``, ``poll_s``, the job
+resources and their per-stage tables); each executor plugin declares its own keys as the
+fields of its ``ExecutorRecord.options`` dataclass (Dask's ``address``, Slurm's ``cluster``, a
+Ray plugin's ``ray_address``), so a new engine adds keys without touching this file. A key no
+registered executor declares, or a value of the wrong type, fails before any job is submitted.
 """
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from ..errors import XaibenchError
 
-EXECUTORS = ("local", "dask", "slurm")
 STAGES = ("train", "evaluate")  # sub-tables that override the job resources of one stage
-CLUSTERS = ("slurm", "local", "debug")
 
 
 @dataclass(frozen=True)
 class Resources:
-    """What one job asks the cluster for (Slurm; Dask ignores these)."""
+    """What one job asks the cluster for (the engines that schedule jobs read these; Dask ignores them)."""
 
     partition: str | None = None
     gpus: int = 0  # GPUs per job
@@ -34,77 +38,99 @@ class Resources:
 
 @dataclass(frozen=True)
 class ExecutorSettings:
+    """Everything an executor's ``factory(settings, out)`` gets; ``options`` is an instance of
+    that executor's ``ExecutorRecord.options`` dataclass (``None`` when it declares none)."""
+
     name: str = "local"
-    # dask
-    address: str | None = None  # scheduler address; None starts a LocalCluster
-    workers: int = 2  # LocalCluster worker processes
-    threads_per_worker: int = 1
-    memory_limit: str = "auto"
-    # slurm (submitit)
-    cluster: str | None = None  # None: detect Slurm; "local": submitit's local executor (testing)
     resources: Resources = Resources()
     stage_resources: Mapping[str, Resources] = field(default_factory=dict)
-    # both
     torch_threads: int | None = None  # None: the driver's count (bit-identical to a local run); 0: leave as is
-    poll_s: float = 2.0
+    poll_s: float = 2.0  # how often a polling engine checks its jobs, seconds
+    options: Any = None
 
     def for_stage(self, stage: str) -> Resources:
         return self.stage_resources.get(stage, self.resources)
 
 
+CORE_TYPES: dict[str, Any] = {"name": str, "torch_threads": int, "poll_s": float}
 RESOURCE_KEYS = {f.name for f in fields(Resources)}
-TOP_KEYS = {"name", "address", "workers", "threads_per_worker", "memory_limit", "cluster", "torch_threads",
-            "poll_s", *RESOURCE_KEYS, *STAGES}
-ALLOWED = ", ".join(sorted(TOP_KEYS))
-
-_INT = {"gpus", "cpus", "time_min", "max_parallel", "workers", "threads_per_worker", "torch_threads"}
-_FLOAT = {"mem_gb", "poll_s"}
-_STR = {"partition", "account", "qos", "constraint", "address", "memory_limit", "cluster", "name"}
 
 
-def _check(key: str, value: Any, where: str) -> Any:
-    if key in _INT:
+def key_types(cls: type | None) -> dict[str, Any]:
+    """``{key: type}`` of an options dataclass (string annotations resolved)."""
+    if cls is None:
+        return {}
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")}
+
+
+def _bare(tp: Any) -> Any:
+    """``X | None`` → ``X``; ``tuple[str, ...]`` → ``tuple``; ``Mapping[...]`` → ``Mapping``."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
+        tp = args[0]
+    return typing.get_origin(tp) or tp
+
+
+def check_value(key: str, value: Any, tp: Any, where: str) -> Any:
+    """``value`` checked against the declared type ``tp`` (one line naming the key otherwise)."""
+    tp = _bare(tp)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise XaibenchError(f"{where} {key} = {value!r}: must be true or false")
+    elif tp is int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise XaibenchError(f"{where} {key} = {value!r}: must be a non-negative integer")
-    elif key in _FLOAT:
+    elif tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise XaibenchError(f"{where} {key} = {value!r}: must be a positive number")
         value = float(value)
-    elif key in _STR:
+    elif tp is str:
         if not isinstance(value, str) or not value:
             raise XaibenchError(f"{where} {key} = {value!r}: must be a non-empty string")
-    elif key == "setup":
+    elif tp in (tuple, list):
         if not isinstance(value, (list, tuple)) or not all(isinstance(s, str) for s in value):
-            raise XaibenchError(f"{where} setup: must be a list of shell lines")
+            raise XaibenchError(f"{where} {key}: must be a list of strings")
         value = tuple(value)
-    elif key == "additional":
+    elif isinstance(tp, type) and issubclass(tp, Mapping) or tp in (Mapping, dict):
         if not isinstance(value, Mapping):
-            raise XaibenchError(f"{where} additional: must be a table of sbatch options")
+            raise XaibenchError(f"{where} {key}: must be a table")
         value = dict(value)
     return value
 
 
 def _resources(base: Resources, raw: Mapping[str, Any], where: str) -> Resources:
+    types_ = key_types(Resources)
     upd = {}
     for k, v in raw.items():
         if k not in RESOURCE_KEYS:
             raise XaibenchError(f"{where}: unknown key {k!r} (allowed: {', '.join(sorted(RESOURCE_KEYS))})")
-        upd[k] = _check(k, v, where)
+        upd[k] = check_value(k, v, types_[k], where)
     return replace(base, **upd)
 
 
-def from_table(table: Mapping[str, Any], where: str = "suite [executor]") -> ExecutorSettings:
-    """Parse a suite's ``[executor]`` table (see ``docs/scale-out.md`` for the keys)."""
+def build_options(cls: type | None, values: Mapping[str, Any], who: str) -> Any:
+    """``cls(**values)``; its ``__post_init__`` checks the values (one-line errors)."""
+    if cls is None:
+        return None
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise XaibenchError(f"{who}: {exc}") from None
+
+
+def from_table(table: Mapping[str, Any], name: str, own: type | None, others: Mapping[str, Any] = (),
+               where: str = "suite [executor]") -> ExecutorSettings:
+    """Settings of executor ``name`` (its options dataclass ``own``) from a suite's
+    ``[executor]`` table. ``others`` maps the keys other registered executors declare to their
+    types: they are accepted (so one suite can hold Dask and Slurm settings) and type-checked."""
+    mine = key_types(own)
+    known = {**dict(others), **CORE_TYPES, **mine}
+    allowed = sorted({*known, *RESOURCE_KEYS, *STAGES})
     for k in table:
-        if k not in TOP_KEYS:
-            raise XaibenchError(f"{where}: unknown key {k!r} (allowed: {ALLOWED})")
-    top = {k: _check(k, v, where) for k, v in table.items() if k not in RESOURCE_KEYS and k not in STAGES}
-    if top.get("name", "local") not in EXECUTORS:
-        raise XaibenchError(f"{where} name = {top['name']!r}: one of {', '.join(EXECUTORS)}")
-    if top.get("cluster") is not None and top["cluster"] not in CLUSTERS:
-        raise XaibenchError(f"{where} cluster = {top['cluster']!r}: one of {', '.join(CLUSTERS)}")
-    if top.get("workers", 1) < 1 or top.get("threads_per_worker", 1) < 1:
-        raise XaibenchError(f"{where}: workers and threads_per_worker must be at least 1")
+        if k not in allowed:
+            raise XaibenchError(f"{where}: unknown key {k!r} (allowed: {', '.join(allowed)})")
+    checked = {k: check_value(k, v, known[k], where) for k, v in table.items() if k in known}
     res = _resources(Resources(), {k: v for k, v in table.items() if k in RESOURCE_KEYS}, where)
     stages = {}
     for st in STAGES:
@@ -112,25 +138,40 @@ def from_table(table: Mapping[str, Any], where: str = "suite [executor]") -> Exe
             if not isinstance(table[st], Mapping):
                 raise XaibenchError(f"{where} {st}: must be a table of job resources")
             stages[st] = _resources(res, table[st], f"{where} {st}")
-    return ExecutorSettings(**top, resources=res, stage_resources=stages)
+    core = {k: checked[k] for k in ("torch_threads", "poll_s") if k in checked}
+    opts = build_options(own, {k: v for k, v in checked.items() if k in mine}, f"{where} (executor {name})")
+    return ExecutorSettings(name=name, resources=res, stage_resources=stages, options=opts, **core)
 
 
 # run flag → resource key (flags win over the suite table, for every stage)
 FLAG_KEYS = {"partition": "partition", "gpus": "gpus", "cpus": "cpus", "mem_gb": "mem_gb", "time_min": "time_min",
              "max_parallel": "max_parallel"}
+# run flag → an executor's own key (an error for an executor that does not declare it)
+FLAG_OPTIONS = {"dask_address": "address", "workers": "workers"}
 
 
-def resolve(name: str, table: Mapping[str, Any], args: Any) -> ExecutorSettings:
-    """Settings for ``name`` from the suite table and the ``run`` flags present in ``args``."""
-    s = from_table({k: v for k, v in table.items()})
-    s = replace(s, name=name)
-    if getattr(args, "dask_address", None):
-        s = replace(s, address=args.dask_address)
-    if getattr(args, "workers", None) is not None:
-        s = replace(s, workers=_check("workers", args.workers, "--workers"))
+def apply_flags(s: ExecutorSettings, own: type | None, args: Any) -> ExecutorSettings:
+    """``s`` with the ``run`` flags present in ``args`` applied."""
+    mine = key_types(own)
+    upd = {}
+    for attr, key in FLAG_OPTIONS.items():
+        value = getattr(args, attr, None)
+        if value is None or value == "":
+            continue
+        flag = f"--{attr.replace('_', '-')}"
+        if key not in mine:
+            raise XaibenchError(f"{flag}: executor {s.name!r} has no {key!r} setting "
+                                f"(its keys: {', '.join(mine) or 'none'})")
+        upd[key] = check_value(key, value, mine[key], flag)
+    if upd:
+        try:
+            s = replace(s, options=replace(s.options, **upd))  # the options' own checks run again
+        except TypeError as exc:
+            raise XaibenchError(f"executor {s.name}: {exc}") from None
     flags = {k: getattr(args, a) for a, k in FLAG_KEYS.items() if getattr(args, a, None) is not None}
     if flags:
-        flags = {k: _check(k, v, f"--{k.replace('_', '-')}") for k, v in flags.items()}
+        types_ = key_types(Resources)
+        flags = {k: check_value(k, v, types_[k], f"--{k.replace('_', '-')}") for k, v in flags.items()}
         s = replace(s, resources=replace(s.resources, **flags),
                     stage_resources={k: replace(r, **flags) for k, r in s.stage_resources.items()})
     return s

@@ -1,4 +1,4 @@
-"""Slurm backend (submitit): one job array per stage, resources from the settings.
+"""The ``slurm`` executor (submitit): one job array per stage, resources from the settings.
 
 Each job is a :class:`~xaibench.executors.jobs.Requeueable`: when Slurm preempts it or its
 time limit nears, submitit's signal handler resubmits the same callable and the job
@@ -10,26 +10,46 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import XaibenchError
-from .driver import Call, OnResult
-from .jobs import Requeueable
-from .settings import ExecutorSettings
+import xaibench
+from xaibench.errors import XaibenchError
+from xaibench.executors import Call, ExecutorSettings, OnResult, OnSubmit
+from xaibench.executors.jobs import Requeueable, engine_dir
+from xaibench.hookspecs import ExecutorRecord
+from xaibench.kit import one_of
+
+CLUSTERS = ("slurm", "local", "debug")
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """The ``[executor]`` keys of the ``slurm`` executor (job resources are shared keys)."""
+
+    cluster: str = "slurm"  # slurm, local (submitit's local processes: testing without Slurm) or debug (in-process)
+
+    def __post_init__(self) -> None:
+        one_of(self.cluster, CLUSTERS, "executor slurm", "cluster")
 
 
 def submitit_folder(out: Path) -> Path:
-    return Path(out) / "executor" / "submitit"
+    return engine_dir(out, "submitit")
 
 
 def check_available(settings: ExecutorSettings) -> str:
     """The submitit cluster to use; a one-line error when Slurm is asked for but absent."""
-    cluster = settings.cluster or "slurm"
+    cluster = settings.options.cluster
     if cluster == "slurm" and shutil.which("sbatch") is None:
         raise XaibenchError("--executor slurm: sbatch is not on PATH (no Slurm here); run from a Slurm login "
                             "node, or set cluster = \"local\" in the suite's [executor] table to test locally")
     return cluster
+
+
+def worker_threads(settings: ExecutorSettings) -> int | None:
+    """On a real cluster each job uses its CPUs; submitit's local processes keep the driver's count."""
+    return (settings.resources.cpus or 0) if settings.options.cluster == "slurm" else None
 
 
 class SubmititBackend:
@@ -50,7 +70,7 @@ class SubmititBackend:
                      slurm_setup=list(r.setup) or None, slurm_additional_parameters=dict(r.additional) or None)
         return {k: v for k, v in p.items() if v is not None}
 
-    def run(self, stage: str, calls: list[Call], on_result: OnResult, on_submit) -> None:
+    def run(self, stage: str, calls: list[Call], on_result: OnResult, on_submit: OnSubmit) -> None:
         try:
             self.executor.update_parameters(**self.params(stage))
         except (ValueError, NameError, AssertionError) as exc:
@@ -91,3 +111,10 @@ class SubmititBackend:
 
     def close(self) -> None:
         pass
+
+
+@xaibench.hookimpl
+def xaibench_executors():
+    yield ExecutorRecord("slurm", "one Slurm job array per stage, through submitit (requeued on preemption)",
+                         SubmititBackend, options=SlurmOptions, preflight=check_available,
+                         worker_threads=worker_threads)
