@@ -6,10 +6,12 @@ Why segmentations: feature ablation, LIME, KernelSHAP and Shapley value sampling
 offered, documented in docs/explainers.md:
 
 * ``patches`` — a fixed grid of ``patch``×``patch`` squares (row-major ids; the last row and
-  column are smaller when the size does not divide), the same for every image, so feature
+  column are smaller when the size does not divide), the same for every image (``patch``³ cubes on volumes), so feature
   ``k`` is the same region in every image of a batch;
 * ``slic`` — SLIC superpixels of each image (scikit-image, about ``segments`` regions,
-  ``compactness`` 0.1 for [0, 1] grayscale), which follow the anatomy but differ per image.
+  ``compactness`` 0.1 for [0, 1] grayscale), which follow the anatomy but differ per image;
+  on volumes supervoxels (scikit-image segments 3-D arrays alike; on a volume without
+  structure it may return a single region, which Kernel SHAP cannot regress on).
 """
 from __future__ import annotations
 
