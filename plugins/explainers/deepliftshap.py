@@ -55,4 +55,5 @@ class DeepLiftShap:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("deepliftshap", "DeepLIFT-SHAP over reference training images (captum)",
-                          option_factory("explainer deepliftshap", DeepLiftShap), spatial_dims=(2, 3), conformance={"baselines": 2})
+                          option_factory("explainer deepliftshap", DeepLiftShap), spatial_dims=(2, 3),
+                          conformance={"baselines": 2})

@@ -1,11 +1,11 @@
 """Grad-CAM (Selvaraju et al., 2017), plus the differentiable map function attacks train through.
 
-Map: ``ReLU(Σ_k α_k A_k)`` with ``α_k`` the spatial mean of ∂score/∂A_k over the chosen stage's
-activations ``A`` (channels reduced by this weighted sum), upsampled bilinearly to the input
-size (for volumes: the mean over d×h×w, trilinear upsampling). Non-negative; larger = more evidence for the target. The same computation as
-pytorch-grad-cam (tested against it), written here because that library works on numpy
-arrays behind tensor hooks: no batching control, no CUDA-resident output, and no second
-derivative, which the Grad-CAM backdoor needs.
+Map: ``ReLU(Σ_k α_k A_k)`` with ``α_k`` the spatial mean of ∂score/∂A_k over the chosen
+stage's activations ``A`` (channels reduced by this weighted sum), upsampled bilinearly to the
+input size (for volumes: the mean over d×h×w, trilinear upsampling). Non-negative; larger =
+more evidence for the target. The same computation as pytorch-grad-cam (tested against it),
+written here because that library works on numpy arrays behind tensor hooks: no batching
+control, no CUDA-resident output, and no second derivative, which the Grad-CAM backdoor needs.
 
 Options: ``layer`` — a stage name (``layer1`` … ``layer4``) or ``auto`` (default): the deepest
 stage whose map is at least 8×8 cells for the input size (coarser maps cap localisation; see

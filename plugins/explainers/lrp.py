@@ -146,4 +146,5 @@ class LRP:
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("lrp", "LRP (zennit composites, timm ResNet canonizer)", option_factory("explainer lrp", LRP), spatial_dims=(2, 3))
+    yield ExplainerRecord("lrp", "LRP (zennit composites, timm ResNet canonizer)", option_factory("explainer lrp", LRP),
+                          spatial_dims=(2, 3))

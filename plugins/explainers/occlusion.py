@@ -1,8 +1,9 @@
 """Occlusion (Zeiler & Fergus, 2014) through captum's ``Occlusion``.
 
-A ``window``×``window`` patch (a ``window``³ cube on volumes) slides with ``stride``; each pixel gets the mean, over the
-windows covering it, of score(x) − score(x with the window set to ``baseline``). Positive =
-hiding the pixel lowers the score = evidence for the target (signed). One input channel.
+A ``window``×``window`` patch (a ``window``³ cube on volumes) slides with ``stride``; each
+pixel gets the mean, over the windows covering it, of score(x) − score(x with the window set
+to ``baseline``). Positive = hiding the pixel lowers the score = evidence for the target
+(signed). One input channel.
 
 ``baseline``: a constant intensity (0.0 = black, the MRI background, by default).
 Chunking: groups of ``m ≤ chunk_size`` images with captum's

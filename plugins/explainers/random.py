@@ -46,4 +46,5 @@ class RandomMap:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("random", "uniform noise map seeded by the image (chance baseline)",
-                          option_factory("explainer random", RandomMap), spatial_dims=(2, 3), version="2", baseline="chance")
+                          option_factory("explainer random", RandomMap), spatial_dims=(2, 3), version="2",
+                          baseline="chance")

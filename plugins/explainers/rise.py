@@ -2,11 +2,11 @@
 
 ``S(u) = 1/(M·p) Σ_m (score(x ⊙ M_m) − s̄) · M_m(u)``: ``masks`` random masks, each a
 ``grid``×``grid`` Bernoulli(``p``) grid upsampled bilinearly to ``(grid+1)·cell`` and cropped
-at a random shift (on volumes a ``grid``³ grid, trilinear, shifted along every axis) (the paper's smooth masks); masked-out pixels become ``baseline``
-(0 = black). Subtracting the mean masked score ``s̄`` (``center``, default true) changes the
-map only by a constant but removes the noise a large score offset would add. Larger =
-keeping the pixel raises the score = evidence for the target; signed when centred. One
-channel.
+at a random shift (the paper's smooth masks; on volumes a ``grid``³ grid, trilinear, shifted
+along every axis); masked-out pixels become ``baseline`` (0 = black). Subtracting the mean
+masked score ``s̄`` (``center``, default true) changes the map only by a constant but removes
+the noise a large score offset would add. Larger = keeping the pixel raises the score =
+evidence for the target; signed when centred. One channel.
 
 Written by hand because captum has no RISE: masks are drawn once per call from a
 ``torch.Generator`` seeded with ``context.seed`` (the same masks for every image, as in the
@@ -86,5 +86,5 @@ class Rise:
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("rise", "RISE: random smooth masks, batched", option_factory("explainer rise", Rise), spatial_dims=(2, 3),
-                          conformance={"masks": 32})
+    yield ExplainerRecord("rise", "RISE: random smooth masks, batched", option_factory("explainer rise", Rise),
+                          spatial_dims=(2, 3), conformance={"masks": 32})

@@ -85,4 +85,5 @@ def xaibench_explainers():
                           option_factory("explainer shap", Shap), spatial_dims=(2, 3), conformance={"samples": 3})
     yield ExplainerRecord("expected-gradients", "expected gradients: another name for shap (GradientSHAP, captum's "
                           "definition, batched; baselines from training images)",
-                          option_factory("explainer expected-gradients", Shap), spatial_dims=(2, 3), conformance={"samples": 3})
+                          option_factory("explainer expected-gradients", Shap), spatial_dims=(2, 3),
+                          conformance={"samples": 3})

@@ -67,4 +67,5 @@ class ShapleyValueSampling:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("shapley-value-sampling", "Shapley value sampling over a patch grid (captum)",
-                          option_factory("explainer shapley-value-sampling", ShapleyValueSampling), spatial_dims=(2, 3), conformance={"n_samples": 2})
+                          option_factory("explainer shapley-value-sampling", ShapleyValueSampling), spatial_dims=(2, 3),
+                          conformance={"n_samples": 2})
