@@ -6,10 +6,12 @@ Why segmentations: feature ablation, LIME, KernelSHAP and Shapley value sampling
 offered, documented in docs/explainers.md:
 
 * ``patches`` — a fixed grid of ``patch``×``patch`` squares (row-major ids; the last row and
-  column are smaller when the size does not divide), the same for every image, so feature
+  column are smaller when the size does not divide), the same for every image (``patch``³ cubes on volumes), so feature
   ``k`` is the same region in every image of a batch;
 * ``slic`` — SLIC superpixels of each image (scikit-image, about ``segments`` regions,
-  ``compactness`` 0.1 for [0, 1] grayscale), which follow the anatomy but differ per image.
+  ``compactness`` 0.1 for [0, 1] grayscale), which follow the anatomy but differ per image;
+  on volumes supervoxels (scikit-image segments 3-D arrays alike; on a volume without
+  structure it may return a single region, which Kernel SHAP cannot regress on).
 """
 from __future__ import annotations
 
@@ -26,17 +28,19 @@ from xaibench.kit.targets import ScoreModel
 SEGMENTATIONS = ("patches", "slic")
 
 
-def patch_mask(size: tuple[int, int], patch: int, device: torch.device) -> torch.Tensor:
-    """``1×1×H×W`` int64 feature ids of a ``patch``×``patch`` grid, row-major from 0."""
-    h, w = size
-    rows = torch.arange(h, device=device) // patch
-    cols = torch.arange(w, device=device) // patch
-    per_row = (w + patch - 1) // patch
-    return (rows[:, None] * per_row + cols[None, :]).view(1, 1, h, w)
+def patch_mask(size: tuple[int, ...], patch: int, device: torch.device) -> torch.Tensor:
+    """``1×1×*S`` int64 feature ids of a grid of ``patch``-pixel squares (cubes in 3-D),
+    row-major from 0."""
+    ids = torch.zeros((1,) * len(size), dtype=torch.long, device=device)
+    for axis, s in enumerate(size):  # row-major: ids · cells along this axis + index along it
+        idx = torch.arange(s, device=device) // patch
+        ids = ids * ((s + patch - 1) // patch) + idx.view([-1 if k == axis else 1 for k in range(len(size))])
+    return ids.view(1, 1, *size)
 
 
 def slic_mask(x: torch.Tensor, segments: int, compactness: float = 0.1) -> torch.Tensor:
-    """``N×1×H×W`` int64 SLIC superpixel ids (from 0) of each image of ``x`` (``N×1×H×W``)."""
+    """``N×1×*S`` int64 SLIC superpixel ids (from 0) of each image of ``x`` (``N×1×*S``; scikit-image
+    segments volumes too)."""
     from skimage.segmentation import slic
 
     out = [slic(img[0].detach().cpu().double().numpy(), n_segments=segments, compactness=compactness,
@@ -47,7 +51,7 @@ def slic_mask(x: torch.Tensor, segments: int, compactness: float = 0.1) -> torch
 def feature_mask(kind: str, x: torch.Tensor, patch: int, segments: int) -> torch.Tensor:
     """The features of ``x`` (``N×1×H×W`` ids, or ``1×1×H×W`` when shared by all images)."""
     if kind == "patches":
-        return patch_mask(tuple(x.shape[-2:]), patch, x.device)
+        return patch_mask(tuple(x.shape[2:]), patch, x.device)
     return slic_mask(x, segments)
 
 
@@ -57,9 +61,9 @@ def per_image(mask: torch.Tensor, sl: slice) -> torch.Tensor:
 
 
 def chunked(x: torch.Tensor, chunk_size: int, attribute: Callable[[slice], torch.Tensor]) -> torch.Tensor:
-    """``N×H×W`` float32: ``attribute(sl)`` (``m×1×H×W``) for each chunk of images, summed over
+    """``N×*S`` float32: ``attribute(sl)`` (``m×1×*S``) for each chunk of images, summed over
     the (single) input channel and detached."""
-    out = torch.empty(x.shape[0], *x.shape[-2:], device=x.device)
+    out = torch.empty(x.shape[0], *x.shape[2:], device=x.device)
     for sl in chunks(x.shape[0], chunk_size):
         out[sl] = attribute(sl).detach().sum(dim=1)
     return out.float()

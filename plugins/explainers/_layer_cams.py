@@ -91,7 +91,7 @@ def cam_from_layer(variant: str, acts: torch.Tensor, score: torch.Tensor | None,
 
 def layer_cam_maps(model: Classifier, x: torch.Tensor, target: Target, variant: str, layer: str | None = None,
                    create_graph: bool = True, relu: bool = True) -> torch.Tensor:
-    """``variant`` maps ``N×H×W`` of ``x`` for ``target`` at a stage (``layer`` or the default);
+    """``variant`` maps ``N×*S`` of ``x`` for ``target`` at a stage (``layer`` or the default);
     differentiable w.r.t. the parameters (and ``x``) when ``create_graph``. One pass, no chunks."""
     names = resolve_layer(variant, model, layer)
     needs_graph = create_graph or variant not in GRADIENT_FREE
@@ -99,7 +99,7 @@ def layer_cam_maps(model: Classifier, x: torch.Tensor, target: Target, variant: 
         x = x.detach().requires_grad_(True)
     with torch.set_grad_enabled(needs_graph), stage_outputs(model, names) as acts:
         score = target(model, x)
-        name = names[0] if len(names) == 1 else pick_layer({n: tuple(a.shape[-2:]) for n, a in acts.items()})
+        name = names[0] if len(names) == 1 else pick_layer({n: tuple(a.shape[2:]) for n, a in acts.items()})
         return cam_from_layer(variant, acts[name], score, tuple(x.shape[2:]), create_graph, relu)
 
 
@@ -111,7 +111,7 @@ class LayerCAMFamily(GradCAM):
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
         check_images(x, f"explainer {self.variant}")
-        out = torch.empty(x.shape[0], *x.shape[-2:], device=x.device)
+        out = torch.empty(x.shape[0], *x.shape[2:], device=x.device)
         for sl in chunks(x.shape[0], context.chunk_size):
             cam = layer_cam_maps(model, x[sl], target.subset(sl), self.variant, self.layer, False, self.relu)
             out[sl] = cam.detach()

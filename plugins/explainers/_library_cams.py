@@ -7,7 +7,8 @@ needs. What the wrapper adds: the benchmark's targets (a :class:`~xaibench.contr
 becomes the library's class index on :class:`ScoreModel`'s outputs), the default layer of the
 CAM family, chunking (``chunk_size`` images per call, also the library's ``batch_size`` for its
 perturbation passes), silence (its progress bars), and the model left as found (train/eval
-mode, parameter ``.grad``, the swapped-in ablation layer). Declared 2-D only.
+mode, parameter ``.grad``, the swapped-in ablation layer). Declared 2-D only: the library
+resizes maps with ``cv2.resize`` and builds 2-D activation masks.
 
 The maps are the library's: **min-max normalised to [0, 1] per image** after its ReLU and
 resized bilinearly (``cv2.resize``), so their scale carries no information; every metric here

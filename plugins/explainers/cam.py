@@ -5,7 +5,7 @@ difference of the two rows; for a ``group-direction`` target the signed directio
 Exact only for an encoder → global average pool → linear head model (the Classifier
 contract); another head or pooling raises a clear error. One forward pass, no gradients.
 ReLU after the weighted sum (option ``relu``, default true, as in the CAM family here), then
-bilinear upsampling. Non-negative; larger = more evidence. The head bias is a constant over
+bilinear upsampling (trilinear for volumes). Non-negative; larger = more evidence. The head bias is a constant over
 space and is left out. On such a model CAM equals Grad-CAM at the last stage times ``h·w``
 (Grad-CAM's weights are ``w_k/(hw)``), a positive scale (tested).
 """
@@ -56,7 +56,7 @@ class CAM:
             for sl in chunks(x.shape[0], context.chunk_size):
                 a = model.feature_map(x[sl])
                 wi = w[target.classes[sl].to(w.device)]
-                cam = torch.einsum("nc,nchw->nhw", wi, a)
+                cam = torch.einsum("nc,nc...->n...", wi, a)
                 out[sl] = upsample(torch.relu(cam) if self.relu else cam, spatial_shape(x))
         return out.float()
 
@@ -64,15 +64,15 @@ class CAM:
         """The IoU ceiling of this map's resolution on ``masks`` (shown beside the scores)."""
         return describe_ceiling(self, model, images, masks)
 
-    def map_layer(self, model: Classifier, image_size: tuple[int, int]) -> tuple[str, tuple[int, int]]:
+    def map_layer(self, model: Classifier, image_size: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
         """The last stage and its map shape for ``image_size`` (one blank forward pass)."""
         p = next(model.parameters())
         with torch.no_grad():
             a = model.feature_map(torch.zeros(1, 1, *image_size, device=p.device, dtype=p.dtype))
-        return model.stage_names[-1], tuple(a.shape[-2:])
+        return model.stage_names[-1], spatial_shape(a)
 
 
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("cam", "class activation map from the linear head (GAP + linear models only)",
-                          option_factory("explainer cam", CAM))
+                          option_factory("explainer cam", CAM), spatial_dims=(2, 3))

@@ -32,4 +32,4 @@ class Deconvolution:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("deconvolution", "deconvolution / deconvnet (captum)",
-                          option_factory("explainer deconvolution", Deconvolution))
+                          option_factory("explainer deconvolution", Deconvolution), spatial_dims=(2, 3))

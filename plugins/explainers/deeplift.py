@@ -60,4 +60,4 @@ class DeepLift:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("deeplift", "DeepLIFT, Rescale rule (captum; zeros, mean or blurred baseline)",
-                          option_factory("explainer deeplift", DeepLift))
+                          option_factory("explainer deeplift", DeepLift), spatial_dims=(2, 3))

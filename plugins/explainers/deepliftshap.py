@@ -42,7 +42,7 @@ class DeepLiftShap:
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
         check_images(x, "explainer deepliftshap")
         ref = context.reference
-        if ref is None or ref.ndim != 4 or ref.shape[0] < 2 or ref.shape[1:] != x.shape[1:]:
+        if ref is None or ref.ndim != x.ndim or ref.shape[0] < 2 or ref.shape[1:] != x.shape[1:]:
             raise XaibenchError("explainer deepliftshap: needs at least 2 reference images of the inputs' shape")
         base = ref[: self.baselines].to(x.device, x.dtype)
         dls = CaptumDeepLiftShap(ScoreModel(model, target))
@@ -55,4 +55,5 @@ class DeepLiftShap:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("deepliftshap", "DeepLIFT-SHAP over reference training images (captum)",
-                          option_factory("explainer deepliftshap", DeepLiftShap), conformance={"baselines": 2})
+                          option_factory("explainer deepliftshap", DeepLiftShap), spatial_dims=(2, 3),
+                          conformance={"baselines": 2})

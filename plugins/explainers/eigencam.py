@@ -37,4 +37,4 @@ class EigenCAM(LayerCAMFamily):
 def xaibench_explainers():
     yield ExplainerRecord("eigencam",
                           "Eigen-CAM at a feature stage (first principal component of activations; class-agnostic)",
-                          option_factory("explainer eigencam", EigenCAM))
+                          option_factory("explainer eigencam", EigenCAM), spatial_dims=(2, 3))

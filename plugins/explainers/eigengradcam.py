@@ -35,4 +35,4 @@ class EigenGradCAM(LayerCAMFamily):
 def xaibench_explainers():
     yield ExplainerRecord("eigengradcam",
                           "Eigen-Grad-CAM at a feature stage (first principal component of gradient ⊙ activation)",
-                          option_factory("explainer eigengradcam", EigenGradCAM))
+                          option_factory("explainer eigengradcam", EigenGradCAM), spatial_dims=(2, 3))

@@ -65,4 +65,5 @@ class FeatureAblation:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("feature-ablation", "feature ablation of patches or SLIC superpixels (captum)",
-                          option_factory("explainer feature-ablation", FeatureAblation), conformance={"patch": 16})
+                          option_factory("explainer feature-ablation", FeatureAblation), spatial_dims=(2, 3),
+                          conformance={"patch": 16})

@@ -1,11 +1,11 @@
 """Grad-CAM (Selvaraju et al., 2017), plus the differentiable map function attacks train through.
 
-Map: ``ReLU(Σ_k α_k A_k)`` with ``α_k`` the spatial mean of ∂score/∂A_k over the chosen stage's
-activations ``A`` (channels reduced by this weighted sum), upsampled bilinearly to the input
-size. Non-negative; larger = more evidence for the target. The same computation as
-pytorch-grad-cam (tested against it), written here because that library works on numpy
-arrays behind tensor hooks: no batching control, no CUDA-resident output, and no second
-derivative, which the Grad-CAM backdoor needs.
+Map: ``ReLU(Σ_k α_k A_k)`` with ``α_k`` the spatial mean of ∂score/∂A_k over the chosen
+stage's activations ``A`` (channels reduced by this weighted sum), upsampled bilinearly to the
+input size (for volumes: the mean over d×h×w, trilinear upsampling). Non-negative; larger =
+more evidence for the target. The same computation as pytorch-grad-cam (tested against it),
+written here because that library works on numpy arrays behind tensor hooks: no batching
+control, no CUDA-resident output, and no second derivative, which the Grad-CAM backdoor needs.
 
 Options: ``layer`` — a stage name (``layer1`` … ``layer4``) or ``auto`` (default): the deepest
 stage whose map is at least 8×8 cells for the input size (coarser maps cap localisation; see
@@ -37,17 +37,18 @@ _EPS_PP = 1e-6  # pytorch-grad-cam's Grad-CAM++ denominator guard
 
 
 def cam_weights(acts: torch.Tensor, grads: torch.Tensor, variant: str) -> torch.Tensor:
-    """Channel weights ``N×C`` from activations and gradients ``N×C×h×w``."""
+    """Channel weights ``N×C`` from activations and gradients ``N×C×*s`` (2-D or 3-D)."""
+    space = tuple(range(2, grads.ndim))
     if variant == "gradcam":
-        return grads.mean(dim=(2, 3))
+        return grads.mean(dim=space)
     # Grad-CAM++ closed form (Chattopadhay et al., 2018, eq. 19 with an exponential score:
     # higher derivatives are powers of the first), as pytorch-grad-cam computes it.
     g2 = grads * grads
     g3 = g2 * grads
-    s = acts.sum(dim=(2, 3), keepdim=True)
+    s = acts.sum(dim=space, keepdim=True)
     alpha = g2 / (2 * g2 + s * g3 + _EPS_PP)
     alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
-    return (torch.relu(grads) * alpha).sum(dim=(2, 3))
+    return (torch.relu(grads) * alpha).sum(dim=space)
 
 
 def _cam(model: Classifier, x: torch.Tensor, target: Target, layer: str | None, variant: str,
@@ -60,7 +61,8 @@ def _cam(model: Classifier, x: torch.Tensor, target: Target, layer: str | None, 
         name = names[0] if len(names) == 1 else pick_layer({n: spatial_shape(a) for n, a in acts.items()})
         a = acts[name]
         (g,) = torch.autograd.grad(score.sum(), a, create_graph=create_graph)
-    cam = (cam_weights(a, g, variant)[:, :, None, None] * a).sum(dim=1)
+    w = cam_weights(a, g, variant)
+    cam = (w.view(*w.shape, *([1] * (a.ndim - 2))) * a).sum(dim=1)
     if relu:
         cam = torch.relu(cam)
     return upsample(cam, spatial_shape(x)), name
@@ -68,7 +70,7 @@ def _cam(model: Classifier, x: torch.Tensor, target: Target, layer: str | None, 
 
 def gradcam_maps(model: Classifier, x: torch.Tensor, target: Target, layer: str | None = None,
                  create_graph: bool = True, relu: bool = True) -> torch.Tensor:
-    """Grad-CAM maps ``N×H×W`` of ``x`` for ``target``; differentiable w.r.t. the model's
+    """Grad-CAM maps ``N×*S`` of ``x`` for ``target``; differentiable w.r.t. the model's
     parameters (and ``x``) when ``create_graph`` is true. One pass, no chunking."""
     return _cam(model, x, target, layer, "gradcam", create_graph, relu, "gradcam")[0]
 
@@ -105,7 +107,7 @@ class GradCAM:
         """The IoU ceiling of this map's resolution on ``masks`` (shown beside the scores)."""
         return describe_ceiling(self, model, images, masks)
 
-    def map_layer(self, model: Classifier, image_size: tuple[int, int]) -> tuple[str, tuple[int, int]]:
+    def map_layer(self, model: Classifier, image_size: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
         """The stage used for images of ``image_size`` and its map shape ``(h, w)`` (for the
         IoU ceiling). Runs one forward pass of a blank image without gradients."""
         names = resolve_layer(f"explainer {self.variant}", model, self.layer)
@@ -120,4 +122,4 @@ class GradCAM:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("gradcam", "Grad-CAM at a feature stage (bilinear upsampling, ReLU)",
-                          option_factory("explainer gradcam", GradCAM))
+                          option_factory("explainer gradcam", GradCAM), spatial_dims=(2, 3))

@@ -33,4 +33,4 @@ class GradCAMElementWise(LayerCAMFamily):
 def xaibench_explainers():
     yield ExplainerRecord("gradcam-elementwise",
                           "element-wise Grad-CAM at a feature stage (ReLU of gradient ⊙ activation; bilinear)",
-                          option_factory("explainer gradcam-elementwise", GradCAMElementWise))
+                          option_factory("explainer gradcam-elementwise", GradCAMElementWise), spatial_dims=(2, 3))

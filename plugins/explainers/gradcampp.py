@@ -33,4 +33,4 @@ class GradCAMPlusPlus(GradCAM):
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("gradcam++", "Grad-CAM++ at a feature stage (bilinear upsampling, ReLU)",
-                          option_factory("explainer gradcam++", GradCAMPlusPlus))
+                          option_factory("explainer gradcam++", GradCAMPlusPlus), spatial_dims=(2, 3))

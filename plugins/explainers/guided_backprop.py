@@ -33,4 +33,4 @@ class GuidedBackprop:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("guided-backprop", "guided backpropagation (captum)",
-                          option_factory("explainer guided-backprop", GuidedBackprop))
+                          option_factory("explainer guided-backprop", GuidedBackprop), spatial_dims=(2, 3))

@@ -33,4 +33,4 @@ class HiResCAM(LayerCAMFamily):
 def xaibench_explainers():
     yield ExplainerRecord("hirescam",
                           "HiResCAM at a feature stage (gradient ⊙ activation summed over channels; bilinear, ReLU)",
-                          option_factory("explainer hirescam", HiResCAM))
+                          option_factory("explainer hirescam", HiResCAM), spatial_dims=(2, 3))

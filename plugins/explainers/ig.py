@@ -73,5 +73,5 @@ class IG:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("ig", "Integrated Gradients (captum; zeros, mean or blurred baseline)",
-                          option_factory("explainer ig", IG),
+                          option_factory("explainer ig", IG), spatial_dims=(2, 3),
                           conformance={"steps": 4})

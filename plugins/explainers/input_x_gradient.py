@@ -34,4 +34,4 @@ class InputXGradient:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("input-x-gradient", "gradient × input (signed; equals captum InputXGradient)",
-                          option_factory("explainer input-x-gradient", InputXGradient))
+                          option_factory("explainer input-x-gradient", InputXGradient), spatial_dims=(2, 3))

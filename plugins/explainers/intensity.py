@@ -44,4 +44,4 @@ class Intensity:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("intensity", "image intensity inside the brain (model-free baseline)",
-                          option_factory("explainer intensity", Intensity), baseline="model-free")
+                          option_factory("explainer intensity", Intensity), spatial_dims=(2, 3), baseline="model-free")

@@ -43,4 +43,5 @@ class KernelShap(Lime):
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("kernelshap", "Kernel SHAP on patch or superpixel features (captum)",
-                          option_factory("explainer kernelshap", KernelShap), conformance={"n_samples": 8})
+                          option_factory("explainer kernelshap", KernelShap),
+                          conformance={"n_samples": 8, "patch": 8}, spatial_dims=(2, 3))

@@ -32,4 +32,4 @@ class LayerCAM(LayerCAMFamily):
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("layercam", "LayerCAM at a feature stage (positive gradients × activations; bilinear, ReLU)",
-                          option_factory("explainer layercam", LayerCAM))
+                          option_factory("explainer layercam", LayerCAM), spatial_dims=(2, 3))

@@ -69,7 +69,7 @@ class Lime:
         attr = self.method(ScoreModel(model, target))
         mask = feature_mask(self.features, x, self.patch, self.segments)
         cls = target.classes.to(x.device)
-        out = torch.empty(x.shape[0], *x.shape[-2:], device=x.device)
+        out = torch.empty(x.shape[0], *x.shape[2:], device=x.device)
         with torch.no_grad():
             for i in range(x.shape[0]):
                 with seeded(image_seed(context.seed, i), x.device):
@@ -83,4 +83,5 @@ class Lime:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("lime", "LIME on patch or superpixel features (captum; Lasso surrogate)",
-                          option_factory("explainer lime", Lime), conformance={"n_samples": 8})
+                          option_factory("explainer lime", Lime), conformance={"n_samples": 8, "patch": 8},
+                          spatial_dims=(2, 3))

@@ -3,7 +3,8 @@
 The model is copied and canonised for LRP: BatchNorm merged into the preceding convolution,
 the residual additions of timm ResNet blocks made explicit ``Sum`` modules (zennit's own
 ``ResNetCanonizer`` only recognises torchvision blocks, hence :class:`TimmResNetCanonizer`),
-global average pooling as an ``AdaptiveAvgPool2d`` module and a linear score head (the head's
+global average pooling as an ``AdaptiveAvgPool2d`` module (``AdaptiveAvgPool3d`` on volumes; zennit's
+rules cover ``Conv3d`` and ``BatchNorm3d`` alike) and a linear score head (the head's
 row for a ``logit`` target, the row difference for ``margin``, ``±direction`` for
 ``group-direction``). Relevance starts as the explained score of the image's class and is
 propagated with a composite (``composite``): ``epsilon-plus-flat`` (default: ε for the head,
@@ -84,12 +85,13 @@ class TimmResNetCanonizer(CompositeCanonizer):
 
 
 class LRPNet(torch.nn.Module):
-    """encoder → AdaptiveAvgPool2d → flatten → linear score head, on the normalised input."""
+    """encoder → AdaptiveAvgPool2d (3d for volumes) → flatten → linear score head, on the
+    normalised input."""
 
-    def __init__(self, model: Classifier, target: Target) -> None:
+    def __init__(self, model: Classifier, target: Target, spatial_dims: int = 2) -> None:
         super().__init__()
         self.encoder = copy.deepcopy(model.encoder)
-        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.pool = torch.nn.AdaptiveAvgPool3d(1) if spatial_dims == 3 else torch.nn.AdaptiveAvgPool2d(1)
         w, b = score_head(model, target)
         self.head = torch.nn.Linear(w.shape[1], w.shape[0]).to(w.device, w.dtype)
         with torch.no_grad():
@@ -127,7 +129,7 @@ class LRP:
         check_images(x, "explainer lrp")
         if not isinstance(model, Classifier) or type(model).embed is not Classifier.embed:
             raise XaibenchError("explainer lrp: needs an encoder → global average pool → linear head model")
-        net = LRPNet(model, target).eval()
+        net = LRPNet(model, target, x.ndim - 2).eval()
         for p in net.parameters():
             p.requires_grad_(False)
         cls = target.classes.to(x.device)
@@ -144,4 +146,5 @@ class LRP:
 
 @xaibench.hookimpl
 def xaibench_explainers():
-    yield ExplainerRecord("lrp", "LRP (zennit composites, timm ResNet canonizer)", option_factory("explainer lrp", LRP))
+    yield ExplainerRecord("lrp", "LRP (zennit composites, timm ResNet canonizer)", option_factory("explainer lrp", LRP),
+                          spatial_dims=(2, 3))

@@ -1,8 +1,9 @@
 """Occlusion (Zeiler & Fergus, 2014) through captum's ``Occlusion``.
 
-A ``window``×``window`` patch slides with ``stride``; each pixel gets the mean, over the
-windows covering it, of score(x) − score(x with the window set to ``baseline``). Positive =
-hiding the pixel lowers the score = evidence for the target (signed). One input channel.
+A ``window``×``window`` patch (a ``window``³ cube on volumes) slides with ``stride``; each
+pixel gets the mean, over the windows covering it, of score(x) − score(x with the window set
+to ``baseline``). Positive = hiding the pixel lowers the score = evidence for the target
+(signed). One input channel.
 
 ``baseline``: a constant intensity (0.0 = black, the MRI background, by default).
 Chunking: groups of ``m ≤ chunk_size`` images with captum's
@@ -41,16 +42,17 @@ class Occlusion:
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
         check_images(x, "explainer occlusion")
-        require(self.window <= min(x.shape[-2:]), "explainer occlusion", "window",
-                f"at most the image size {min(x.shape[-2:])}")
+        require(self.window <= min(x.shape[2:]), "explainer occlusion", "window",
+                f"at most the image size {min(x.shape[2:])}")
+        nd = x.ndim - 2
         occ = CaptumOcclusion(ScoreModel(model, target))
         cls = target.classes.to(x.device)
         out = empty_maps(x)
         with torch.no_grad():
             for sl in chunks(x.shape[0], context.chunk_size):
                 m = sl.stop - sl.start
-                a = occ.attribute(x[sl], sliding_window_shapes=(1, self.window, self.window),
-                                  strides=(1, self.stride, self.stride), baselines=float(self.baseline),
+                a = occ.attribute(x[sl], sliding_window_shapes=(1, *[self.window] * nd),
+                                  strides=(1, *[self.stride] * nd), baselines=float(self.baseline),
                                   target=cls[sl], perturbations_per_eval=max(1, context.chunk_size // m))
                 out[sl] = a.sum(dim=1)
         return out.float()
@@ -59,5 +61,5 @@ class Occlusion:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("occlusion", "sliding-window occlusion (captum)",
-                          option_factory("explainer occlusion", Occlusion),
+                          option_factory("explainer occlusion", Occlusion), spatial_dims=(2, 3),
                           conformance={"window": 16, "stride": 16})

@@ -32,18 +32,19 @@ def image_seed(image: torch.Tensor, seed: int) -> int:
 
 @dataclass(frozen=True)
 class RandomMap:
-    """Uniform noise, ``N×H×W``, seeded per image from its bytes and the context seed."""
+    """Uniform noise, ``N×*S``, seeded per image from its bytes and the context seed."""
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
         check_images(x, "explainer random")
-        h, w = x.shape[-2:]
-        maps = [torch.rand(h, w, generator=torch.Generator().manual_seed(image_seed(img, context.seed)))
+        size = tuple(x.shape[2:])
+        maps = [torch.rand(size, generator=torch.Generator().manual_seed(image_seed(img, context.seed)))
                 for img in x]
-        out = torch.stack(maps) if maps else torch.zeros(0, h, w)
+        out = torch.stack(maps) if maps else torch.zeros(0, *size)
         return out.to(x.device)
 
 
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("random", "uniform noise map seeded by the image (chance baseline)",
-                          option_factory("explainer random", RandomMap), version="2", baseline="chance")
+                          option_factory("explainer random", RandomMap), spatial_dims=(2, 3), version="2",
+                          baseline="chance")

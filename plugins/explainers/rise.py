@@ -2,11 +2,11 @@
 
 ``S(u) = 1/(M·p) Σ_m (score(x ⊙ M_m) − s̄) · M_m(u)``: ``masks`` random masks, each a
 ``grid``×``grid`` Bernoulli(``p``) grid upsampled bilinearly to ``(grid+1)·cell`` and cropped
-at a random shift (the paper's smooth masks); masked-out pixels become ``baseline``
-(0 = black). Subtracting the mean masked score ``s̄`` (``center``, default true) changes the
-map only by a constant but removes the noise a large score offset would add. Larger =
-keeping the pixel raises the score = evidence for the target; signed when centred. One
-channel.
+at a random shift (the paper's smooth masks; on volumes a ``grid``³ grid, trilinear, shifted
+along every axis); masked-out pixels become ``baseline`` (0 = black). Subtracting the mean
+masked score ``s̄`` (``center``, default true) changes the map only by a constant but removes
+the noise a large score offset would add. Larger = keeping the pixel raises the score =
+evidence for the target; signed when centred. One channel.
 
 Written by hand because captum has no RISE: masks are drawn once per call from a
 ``torch.Generator`` seeded with ``context.seed`` (the same masks for every image, as in the
@@ -28,20 +28,24 @@ from xaibench.kit.batching import chunks
 from xaibench.kit.checks import check_images
 from xaibench.kit.options import option_factory, require
 
+_MODES = {2: "bilinear", 3: "trilinear"}
 
-def rise_masks(n: int, size: tuple[int, int], grid: int, p: float, seed: int) -> torch.Tensor:
-    """``n×H×W`` float masks in [0, 1] (CPU), reproducible for ``seed``."""
+
+def rise_masks(n: int, size: tuple[int, ...], grid: int, p: float, seed: int) -> torch.Tensor:
+    """``n×*S`` float masks in [0, 1] (CPU), reproducible for ``seed``; ``S`` is H×W or D×H×W
+    (a ``grid`` cells per axis, upsampled bi/trilinearly, shifted along every axis)."""
     g = torch.Generator().manual_seed(int(seed))
-    h, w = size
-    ch, cw = math.ceil(h / grid), math.ceil(w / grid)
-    cells = (torch.rand(n, 1, grid, grid, generator=g) < p).float()
-    up = F.interpolate(cells, size=((grid + 1) * ch, (grid + 1) * cw), mode="bilinear", align_corners=False)
-    dy = torch.randint(0, ch, (n,), generator=g)
-    dx = torch.randint(0, cw, (n,), generator=g)
-    rows = (dy[:, None] + torch.arange(h)[None]).view(n, 1, h, 1).expand(n, 1, h, w)
-    cols = (dx[:, None] + torch.arange(w)[None]).view(n, 1, 1, w).expand(n, 1, h, w)
-    idx = rows * up.shape[-1] + cols
-    return up.flatten(2).gather(2, idx.flatten(2)).view(n, h, w)
+    nd = len(size)
+    cell = [math.ceil(s / grid) for s in size]
+    cells = (torch.rand(n, 1, *[grid] * nd, generator=g) < p).float()
+    up = F.interpolate(cells, size=tuple((grid + 1) * c for c in cell), mode=_MODES[nd], align_corners=False)
+    shifts = [torch.randint(0, c, (n,), generator=g) for c in cell]
+    idx = torch.zeros((n, 1, *[1] * nd), dtype=torch.long)
+    for axis, (s, d) in enumerate(zip(size, shifts)):  # row-major index into the upsampled grid
+        view = [n, 1] + [s if k == axis else 1 for k in range(nd)]
+        idx = idx * up.shape[2 + axis] + (d[:, None] + torch.arange(s)[None]).view(view)
+    idx = idx.expand(n, 1, *size)
+    return up.flatten(2).gather(2, idx.flatten(2)).view(n, *size)
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ class Rise:
 
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
         check_images(x, "explainer rise")
-        n, hw = x.shape[0], tuple(x.shape[-2:])
+        n, hw = x.shape[0], tuple(x.shape[2:])
         masks = rise_masks(self.masks, hw, self.grid, float(self.p), context.seed).to(x.device, x.dtype)
         scores = torch.empty(n, self.masks, device=x.device)
         pairs = n * self.masks
@@ -83,4 +87,4 @@ class Rise:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("rise", "RISE: random smooth masks, batched", option_factory("explainer rise", Rise),
-                          conformance={"masks": 32})
+                          spatial_dims=(2, 3), conformance={"masks": 32})

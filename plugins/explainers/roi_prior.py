@@ -40,13 +40,13 @@ class ROIPrior:
             raise XaibenchError(f"explainer roi-prior: option mask={self.mask!r} has no training prior; "
                                 f"this dataset has: {have}")
         prior = priors[self.mask].float()
-        if tuple(prior.shape) != tuple(x.shape[-2:]):
+        if tuple(prior.shape) != tuple(x.shape[2:]):
             raise XaibenchError(f"explainer roi-prior: the {self.mask!r} prior is {tuple(prior.shape)}, "
-                                f"the images are {tuple(x.shape[-2:])}")
-        return prior.to(x.device).expand(x.shape[0], -1, -1).contiguous()
+                                f"the images are {tuple(x.shape[2:])}")
+        return prior.to(x.device).expand(x.shape[0], *prior.shape).contiguous()
 
 
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("roi-prior", "mean training mask: where the ROI usually is (spatial-prior baseline)",
-                          option_factory("explainer roi-prior", ROIPrior), baseline="prior")
+                          option_factory("explainer roi-prior", ROIPrior), spatial_dims=(2, 3), baseline="prior")

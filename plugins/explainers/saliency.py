@@ -39,4 +39,4 @@ class Saliency:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("saliency", "input gradient of the target (signed; absolute=true for |grad|)",
-                          option_factory("explainer saliency", Saliency))
+                          option_factory("explainer saliency", Saliency), spatial_dims=(2, 3))

@@ -54,7 +54,7 @@ class Shap:
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
         check_images(x, "explainer shap")
         ref = context.reference
-        if ref is None or ref.ndim != 4 or ref.shape[0] == 0 or ref.shape[1:] != x.shape[1:]:
+        if ref is None or ref.ndim != x.ndim or ref.shape[0] == 0 or ref.shape[1:] != x.shape[1:]:
             raise XaibenchError("explainer shap: needs reference images of the same shape as the inputs")
         ref = ref.to(x.device, x.dtype)
         x = x.detach()
@@ -63,7 +63,8 @@ class Shap:
 
         def run(idx: torch.Tensor, base: torch.Tensor, alpha: torch.Tensor) -> None:
             xi = x[idx]
-            scaled = (alpha.view(-1, 1, 1, 1) * xi + (1.0 - alpha.view(-1, 1, 1, 1)) * base).requires_grad_(True)
+            al = alpha.view(-1, *([1] * (xi.ndim - 1)))
+            scaled = (al * xi + (1.0 - al) * base).requires_grad_(True)
             (g,) = torch.autograd.grad(target.subset(idx.to(target.classes.device))(model, scaled).sum(), scaled)
             out.index_add_(0, idx, ((xi - base) * g).sum(dim=1))
 
@@ -81,7 +82,8 @@ class Shap:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("shap", "GradientSHAP (captum's definition, batched; baselines from training images)",
-                          option_factory("explainer shap", Shap), conformance={"samples": 3})
+                          option_factory("explainer shap", Shap), spatial_dims=(2, 3), conformance={"samples": 3})
     yield ExplainerRecord("expected-gradients", "expected gradients: another name for shap (GradientSHAP, captum's "
                           "definition, batched; baselines from training images)",
-                          option_factory("explainer expected-gradients", Shap), conformance={"samples": 3})
+                          option_factory("explainer expected-gradients", Shap), spatial_dims=(2, 3),
+                          conformance={"samples": 3})

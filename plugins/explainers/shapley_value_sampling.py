@@ -51,7 +51,7 @@ class ShapleyValueSampling:
     def explain(self, model: Classifier, x: torch.Tensor, target: Target, context: ExplainContext) -> torch.Tensor:
         check_images(x, "explainer shapley-value-sampling")
         svs = CaptumSVS(ScoreModel(model, target))
-        mask = patch_mask(tuple(x.shape[-2:]), self.patch, x.device)
+        mask = patch_mask(tuple(x.shape[2:]), self.patch, x.device)
         cls = target.classes.to(x.device)
 
         def run(sl: slice) -> torch.Tensor:
@@ -67,4 +67,5 @@ class ShapleyValueSampling:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("shapley-value-sampling", "Shapley value sampling over a patch grid (captum)",
-                          option_factory("explainer shapley-value-sampling", ShapleyValueSampling), conformance={"n_samples": 2})
+                          option_factory("explainer shapley-value-sampling", ShapleyValueSampling), spatial_dims=(2, 3),
+                          conformance={"n_samples": 2})

@@ -93,4 +93,5 @@ class SmoothGrad:
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("smoothgrad", "SmoothGrad (captum NoiseTunnel's definition, batched; gradient or IG)",
-                          option_factory("explainer smoothgrad", SmoothGrad), conformance={"samples": 3})
+                          option_factory("explainer smoothgrad", SmoothGrad), spatial_dims=(2, 3),
+                          conformance={"samples": 3})

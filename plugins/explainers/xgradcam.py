@@ -32,4 +32,4 @@ class XGradCAM(LayerCAMFamily):
 @xaibench.hookimpl
 def xaibench_explainers():
     yield ExplainerRecord("xgradcam", "XGrad-CAM at a feature stage (activation-weighted gradients; bilinear, ReLU)",
-                          option_factory("explainer xgradcam", XGradCAM))
+                          option_factory("explainer xgradcam", XGradCAM), spatial_dims=(2, 3))

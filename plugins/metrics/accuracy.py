@@ -36,4 +36,5 @@ class Accuracy:
 
 @xaibench.hookimpl
 def xaibench_metrics():
-    yield MetricRecord("accuracy", "test accuracy and AUROC of the model (per split)", Accuracy, family="model")
+    yield MetricRecord("accuracy", "test accuracy and AUROC of the model (per split)", Accuracy, family="model",
+                       spatial_dims=(2, 3))

@@ -97,4 +97,4 @@ def plot_matrix(extra: dict, path: str | Path, key: str = "spearman") -> Path:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("agreement", "pairwise Spearman and top-q IoU between explainers on the same images",
-                       option_factory("metric agreement", Agreement), family="agreement")
+                       option_factory("metric agreement", Agreement), family="agreement", spatial_dims=(2, 3))

@@ -19,6 +19,8 @@ maps of the un-attacked model trained with the same seed (``reference_maps``):
   (max(AUC, 1 − AUC): 0.5 = indistinguishable, 1 = a perfect tell).
 
 Only the clean split of an attacked model has reference maps; elsewhere nothing is scored.
+
+2-D only: scored on the attacks' outputs, which are 2-D (``kit.triggers``).
 """
 from __future__ import annotations
 

@@ -27,6 +27,8 @@ classified as the target class (NaN for images of the target class). The target 
 Written here rather than with quantus: quantus' localisation metrics take one mask per
 image and re-run the explainer; these metrics need the attack's region, both splits, and
 only the stored maps.
+
+2-D only: attack regions and triggers are boxes on slices (``kit.triggers``).
 """
 from __future__ import annotations
 

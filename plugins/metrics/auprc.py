@@ -76,4 +76,4 @@ class AUPRC:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("auprc", "pixel-level area under the precision-recall curve against the mask",
-                       option_factory("metric auprc", AUPRC), family="localisation")
+                       option_factory("metric auprc", AUPRC), family="localisation", spatial_dims=(2, 3))

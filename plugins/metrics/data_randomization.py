@@ -71,4 +71,5 @@ class DataRandomization:
 def xaibench_metrics():
     yield MetricRecord("data-randomization", "similarity of maps of a model trained on permuted labels to the "
                        "clean model's (lower = the maps depend on the labels)",
-                       option_factory("metric data-randomization", DataRandomization), family="sanity")
+                       option_factory("metric data-randomization", DataRandomization), family="sanity",
+                       spatial_dims=(2, 3))

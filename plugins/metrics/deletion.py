@@ -47,4 +47,5 @@ class Deletion(CurveSpec):
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("deletion", "AUC of the target as the most attributed pixels are removed (lower is better)",
-                       option_factory("metric deletion", Deletion), version="2", family="faithfulness")
+                       option_factory("metric deletion", Deletion), version="2", family="faithfulness",
+                       spatial_dims=(2, 3))

@@ -30,6 +30,9 @@ Per image the value is ΔT_top − mean ΔT_control with ΔT = T(x) − T(x with
 in the units of T. Chance: 0 — a random map's top-q set is one more random set of that
 shape (for ``matched``, in expectation over maps whose top-q sets are placed uniformly in
 the brain; tested). Cost: N·(1 + |q|·(1+draws)) forwards (+ 1 + draws (+1) with ``mask``).
+
+2-D only: the ``matched`` control moves the set by the 8 right-angle rotations/flips of a
+slice (``_regions``); volumes would need the 48 of a cube (not written yet).
 """
 from __future__ import annotations
 

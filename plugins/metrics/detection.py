@@ -15,6 +15,8 @@ AUROC for separating triggered (positive) from clean inputs is reported (0.5 = c
 The explanation-backdoor prototype saw IG and gradients keep pointing at the ROI on
 triggered inputs while putting ~10× more attribution on the trigger; this metric measures
 whether that is enough to detect the backdoor input by input.
+
+2-D only: trigger footprints are boxes on slices (``kit.triggers``).
 """
 from __future__ import annotations
 

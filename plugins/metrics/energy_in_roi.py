@@ -55,4 +55,4 @@ class EnergyInROI:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("energy-in-roi", "share of (positive) attribution mass inside the mask",
-                       option_factory("metric energy-in-roi", EnergyInROI), family="localisation")
+                       option_factory("metric energy-in-roi", EnergyInROI), family="localisation", spatial_dims=(2, 3))

@@ -22,6 +22,7 @@ arbitrary); tested. Equal to Quantus on the same subsets (tested).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +46,7 @@ def subset_correlation(model: Classifier, target: Target, x: torch.Tensor, a: to
                        filler: Filler, chunk: int, similarity: str = "pearson", seed: int = 0) -> np.ndarray:
     """Per-image correlation of subset attribution sums with the drops they cause.
 
-    ``a`` is N×H×W, ``subsets`` N×R×H×W bool (the R subsets of each image)."""
+    ``a`` is N×*S, ``subsets`` N×R×*S bool (the R subsets of each image)."""
     n, r = subsets.shape[:2]
     t0 = target_scores(model, target, x, chunk)
     t = removal_scores(model, target, x, lambda i, lev: subsets[i, lev], r, filler, chunk, seed)
@@ -88,12 +89,13 @@ class FaithfulnessCorrelation:
     @torch.no_grad()
     def score(self, inp: MetricInput) -> list[Score]:
         x = inp.images
-        n, _, h, w = x.shape
+        n, spatial = x.shape[0], tuple(x.shape[2:])
+        pixels = math.prod(spatial)
         a = check_maps(inp.attributions, x, "metric faithfulness-correlation").to(x.device).float()
         a = a.abs() if self.absolute else a
         seed = int(inp.context.seed) * 1_000_003 + self.seed
-        k = self.size(h * w)
-        subsets = (random_ranks(n, self.draws, h * w, seed, x.device) < k).view(n, self.draws, h, w)
+        k = self.size(pixels)
+        subsets = (random_ranks(n, self.draws, pixels, seed, x.device) < k).view(n, self.draws, *spatial)
         filler = Filler.make("metric faithfulness-correlation", self.filler, self.blur_sigma, self.road_noise)
         vals = subset_correlation(inp.model, inp.target, x, a, subsets, filler, int(inp.context.chunk_size),
                                   self.similarity, seed + 1)
@@ -107,4 +109,4 @@ def xaibench_metrics():
     yield MetricRecord("faithfulness-correlation",
                        "per-image correlation of random subsets' attribution mass with the target drop they cause",
                        option_factory("metric faithfulness-correlation", FaithfulnessCorrelation),
-                       family="faithfulness", conformance={"draws": 8})
+                       family="faithfulness", spatial_dims=(2, 3), conformance={"draws": 8})

@@ -86,4 +86,4 @@ class GroupStatistic:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("group-statistic", "distance between group means of the embeddings, permutation p-value",
-                       option_factory("metric group-statistic", GroupStatistic), family="group")
+                       option_factory("metric group-statistic", GroupStatistic), family="group", spatial_dims=(2, 3))

@@ -36,4 +36,5 @@ class Insertion(CurveSpec):
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("insertion", "AUC of the target as the most attributed pixels are inserted (higher is better)",
-                       option_factory("metric insertion", Insertion), version="2", family="faithfulness")
+                       option_factory("metric insertion", Insertion), version="2", family="faithfulness",
+                       spatial_dims=(2, 3))

@@ -79,4 +79,4 @@ def iou_scores(a: torch.Tensor, m: torch.Tensor, qs: tuple[float, ...] | None, n
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("iou", "IoU of the top-q attributed pixels with the mask (q = mask area)",
-                       option_factory("metric iou", IoU), family="localisation")
+                       option_factory("metric iou", IoU), family="localisation", spatial_dims=(2, 3))

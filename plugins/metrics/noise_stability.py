@@ -87,4 +87,5 @@ class NoiseStability:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("noise-stability", "similarity of maps under small input noise, and max-sensitivity",
-                       option_factory("metric noise-stability", NoiseStability), family="stability")
+                       option_factory("metric noise-stability", NoiseStability), family="stability",
+                       spatial_dims=(2, 3))

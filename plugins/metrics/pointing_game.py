@@ -36,13 +36,15 @@ from xaibench.kit.stats import mean_chance, nan_empty
 
 
 def dilate(masks: torch.Tensor, radius: float) -> torch.Tensor:
-    """N×H×W bool masks dilated by a Euclidean disk of ``radius`` pixels."""
+    """N×*S bool masks dilated by a Euclidean disk (a ball on volumes) of ``radius`` pixels."""
     if radius <= 0:
         return masks
     r = int(radius)
-    yy, xx = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
-    disk = ((yy ** 2 + xx ** 2) <= radius ** 2).float().to(masks.device)[None, None]
-    return F.conv2d(masks.float().unsqueeze(1), disk, padding=r).squeeze(1) > 0.5
+    nd = masks.ndim - 1
+    grids = torch.meshgrid(*[torch.arange(-r, r + 1)] * nd, indexing="ij")
+    ball = (sum(g ** 2 for g in grids) <= radius ** 2).float().to(masks.device)[None, None]
+    conv = F.conv2d if nd == 2 else F.conv3d
+    return conv(masks.float().unsqueeze(1), ball, padding=r).squeeze(1) > 0.5
 
 
 @dataclass(frozen=True)
@@ -76,4 +78,4 @@ class PointingGame:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("pointing-game", "share of maps whose maximum falls inside the mask",
-                       option_factory("metric pointing-game", PointingGame), family="localisation")
+                       option_factory("metric pointing-game", PointingGame), family="localisation", spatial_dims=(2, 3))

@@ -140,4 +140,5 @@ class Randomization:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("randomization", "cascading parameter randomisation: do maps degrade below random pairs?",
-                       option_factory("metric randomization", Randomization), version="2", family="sanity")
+                       option_factory("metric randomization", Randomization), version="2", family="sanity",
+                       spatial_dims=(2, 3))

@@ -62,4 +62,4 @@ class RankAccuracy:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("rank-accuracy", "share of the top-|mask| attributed pixels inside the mask",
-                       option_factory("metric rank-accuracy", RankAccuracy), family="localisation")
+                       option_factory("metric rank-accuracy", RankAccuracy), family="localisation", spatial_dims=(2, 3))

@@ -18,6 +18,9 @@ Scores, per image, averaged over the percentiles, with ΔT = T(x) − T(imputed)
 (ΔT_MoRF − ΔT_LeRF) / 2, pytorch-grad-cam's ROADCombined (higher is better; chance 0,
 since for a random map both orders are random). Removal counts are round(p·HW) pixels by
 rank; pytorch-grad-cam thresholds at the p-th percentile, which may differ by a pixel.
+
+2-D only: ROAD's imputation is the 8-neighbour system of a slice (``kit.perturb.road_impute``);
+the reference defines no volume stencil.
 """
 from __future__ import annotations
 

@@ -34,6 +34,8 @@ Score names: ``roi-volume[-mean]-<stat>[-left|-right]`` with stat ``partial`` (c
 tests only), ``control-partial`` (0) and ``control-p`` (0.5). ``extra`` of each
 ``partial`` holds Pearson and Spearman without covariates, n, and the covariate columns.
 Calibrated under uniformly random maps on data whose ROI area follows the volume (tested).
+
+2-D only: its shape-matched controls come from ``_regions`` (rotations/flips of a slice).
 """
 from __future__ import annotations
 

@@ -60,4 +60,4 @@ class SeedStability:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("seed-stability", "similarity of one explainer's maps across training seeds",
-                       option_factory("metric seed-stability", SeedStability), family="stability")
+                       option_factory("metric seed-stability", SeedStability), family="stability", spatial_dims=(2, 3))

@@ -19,11 +19,11 @@ module                  what it gives
                         :func:`target_scores`, :func:`seeded`, :func:`image_seed`, ``RowBatcher``
 ``kit.targets``         :func:`class_scores`, ``ScoreModel``, :func:`score_head`
 ``kit.layers``          :func:`stage_outputs`, :func:`pick_layer`, :func:`resolve_layer`,
-                        :func:`iou_ceiling`, :func:`describe_ceiling` (2-D)
+                        :func:`iou_ceiling`, :func:`describe_ceiling`
 ``kit.stats``           :func:`nan_empty`, :func:`mean_chance`, :func:`iou_chance`, :func:`nanmean`
-``kit.similarity``      batched :func:`spearman`, :func:`pearson`, :func:`ssim` (2-D), :func:`topq_iou`
-``kit.perturb``         removal fillers and chunked removal passes (2-D; ROAD imputation)
-``kit.curves``          the deletion / insertion engine (2-D)
+``kit.similarity``      batched :func:`spearman`, :func:`pearson`, :func:`ssim`, :func:`topq_iou`
+``kit.perturb``         removal fillers and chunked removal passes (ROAD imputation: 2-D)
+``kit.curves``          the deletion / insertion engine
 ``kit.triggers``        trigger patterns and placement, target regions (2-D)
 ``xaibench.atomic``     :func:`atomic_write` (re-exported here)
 ======================  ===================================================================

@@ -63,7 +63,7 @@ def curves(inp: MetricInput, spec: CurveSpec, filler: Filler, insertion: bool,
            canvas: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(curves N×(S+1), x-axis fractions S+1, random-order curves N×R×(S+1) or None)."""
     x = inp.images
-    n, _, h, w = x.shape
+    n, spatial = x.shape[0], tuple(x.shape[2:])
     name = "insertion" if insertion else "deletion"
     a = check_maps(inp.attributions, x, f"metric {name}").to(x.device).float()
     rank, n_units = ordered_units(a.abs() if spec.absolute else a, spec.patch)
@@ -81,7 +81,7 @@ def curves(inp: MetricInput, spec: CurveSpec, filler: Filler, insertion: bool,
         r = rank[i] if not spec.draws else torch.where(
             (o == 0).view(-1, 1), rank[i], rand[i, (o - 1).clamp_min(0)])
         top = r < counts[step].view(-1, 1)
-        return (~top if insertion else top).view(-1, h, w)
+        return (~top if insertion else top).view(-1, *spatial)
 
     target = ProbabilityTarget(inp.target.classes) if spec.output == "probability" else inp.target
     t = removal_scores(inp.model, target, x, removed, orders * s1, filler, int(inp.context.chunk_size),

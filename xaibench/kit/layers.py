@@ -64,30 +64,31 @@ def resolve_layer(who: str, model: Classifier, layer: str | None) -> list[str]:
     return [layer]
 
 
-def iou_ceiling(masks: torch.Tensor, map_shape: tuple[int, int], mode: str = "nearest") -> torch.Tensor:
-    """Best IoU with ``masks`` (``N×H×W`` bool) that *any* map of resolution ``map_shape``
-    (``h×w`` cells) can reach after upsampling to ``H×W`` and thresholding. One value per image.
+def iou_ceiling(masks: torch.Tensor, map_shape: tuple[int, ...], mode: str = "nearest") -> torch.Tensor:
+    """Best IoU with ``masks`` (``N×*S`` bool) that *any* map of resolution ``map_shape``
+    (``*s`` cells, 2-D or 3-D) can reach after upsampling to ``S`` and thresholding. One value per image.
 
     * ``nearest`` — exact: the map is constant on each cell, so a thresholded map is a union
       of cells; the best union takes cells in decreasing order of mask coverage (the optimum
       of this ratio objective is a coverage threshold), so we scan that order.
     * ``bilinear`` — achievable (a lower bound of the exact ceiling, which has no closed form):
       the best threshold of two candidate maps, the cell coverage fractions and the best
-      ``nearest`` union, each upsampled bilinearly.
+      ``nearest`` union, each upsampled bi/trilinearly.
 
     Either is an upper bound for a layer explainer that binarises at a threshold (e.g. the
     top-q fraction). On the synthetic-hippocampus slices a 7×7 map caps IoU at 0.37 (nearest)
     / 0.55 (bilinear), a 2×2 map at 0.07 (docs/explainers.md).
     """
-    if masks.ndim == 2:
+    map_shape = tuple(int(v) for v in map_shape)
+    if masks.ndim == len(map_shape):
         masks = masks[None]
-    n, hh, ww = masks.shape
-    h, w = map_shape
-    cell = F.interpolate(torch.arange(h * w, dtype=torch.float32, device=masks.device).view(1, 1, h, w),
-                         size=(hh, ww), mode="nearest")[0, 0].long().view(-1)
+    n, size = masks.shape[0], tuple(masks.shape[1:])
+    cells = math.prod(map_shape)
+    cell = F.interpolate(torch.arange(cells, dtype=torch.float32, device=masks.device).view(1, 1, *map_shape),
+                         size=size, mode="nearest")[0, 0].long().view(-1)
     flat = masks.reshape(n, -1).float()
-    inter = torch.zeros(n, h * w, device=masks.device).index_add_(1, cell, flat)
-    count = torch.bincount(cell, minlength=h * w).float()
+    inter = torch.zeros(n, cells, device=masks.device).index_add_(1, cell, flat)
+    count = torch.bincount(cell, minlength=cells).float()
     area = flat.sum(1)
     order = torch.argsort(inter / count, dim=1, descending=True)
     ci = inter.gather(1, order).cumsum(1)
@@ -100,11 +101,11 @@ def iou_ceiling(masks: torch.Tensor, map_shape: tuple[int, int], mode: str = "ne
     if mode != "bilinear":
         raise ValueError(f"iou_ceiling: mode must be 'nearest' or 'bilinear', not {mode!r}")
     rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(h * w, device=masks.device).expand(n, -1))
+    rank.scatter_(1, order, torch.arange(cells, device=masks.device).expand(n, -1))
     chosen = (rank <= best_k[:, None]).float()
     out = torch.zeros(n, device=masks.device)
     for grid in (inter / count, chosen):
-        up = upsample(grid.view(n, h, w), (hh, ww)).reshape(n, -1)
+        up = upsample(grid.view(n, *map_shape), size).reshape(n, -1)
         out = torch.maximum(out, _best_threshold_iou(up, flat))
     return torch.where(area > 0, out, torch.zeros_like(out))
 
@@ -126,7 +127,7 @@ def _best_threshold_iou(values: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
 def describe_ceiling(explainer: Any, model: Classifier, images: torch.Tensor, masks: torch.Tensor) -> list[Score]:
     """The ``describe`` hook of layer explainers: the IoU ceiling (bilinear, achievable) that
     the chosen stage's map resolution implies on these masks, stored beside the scores."""
-    _, shape = explainer.map_layer(model, tuple(images.shape[-2:]))
+    _, shape = explainer.map_layer(model, tuple(images.shape[2:]))
     ceiling = iou_ceiling(masks.bool(), shape, mode="bilinear")
     vals = torch.where(masks.flatten(1).any(1), ceiling, torch.full_like(ceiling, float("nan")))
     return [Score("iou-ceiling", vals.cpu().numpy(), True, extra={"map_shape": list(shape)})]

@@ -1,4 +1,5 @@
-"""Batched removal for faithfulness metrics: fillers and chunked model passes (2-D images).
+"""Batched removal for faithfulness metrics: fillers and chunked model passes (2-D and 3-D;
+the ``road`` filler is 2-D only).
 
 Why: every faithfulness metric asks the same question — what is T when some pixels of
 an image are replaced? — for many (image, level) pairs: every q, every curve step and
@@ -29,6 +30,7 @@ against the sparse solve).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from xaibench.contracts import Classifier, Target
+from xaibench.errors import XaibenchError
 
 from .options import require
 from .spatial import gaussian_blur
@@ -63,20 +66,24 @@ class Filler:
 
     def canvas(self, x: torch.Tensor) -> torch.Tensor | None:
         """Per-image fill values that do not depend on the mask (``None`` for road)."""
+        dims = tuple(range(1, x.ndim))
         if self.kind == "mean":
-            return x.mean(dim=(1, 2, 3), keepdim=True).expand_as(x)
+            return x.mean(dim=dims, keepdim=True).expand_as(x)
         if self.kind == "black":
-            return x.amin(dim=(1, 2, 3), keepdim=True).expand_as(x)
+            return x.amin(dim=dims, keepdim=True).expand_as(x)
         if self.kind == "blur":
             return gaussian_blur(x, self.sigma, border="reflect")
         return None
 
     def apply(self, x: torch.Tensor, removed: torch.Tensor, canvas: torch.Tensor | None,
               generator: torch.Generator | None = None) -> torch.Tensor:
-        """``x`` (B×C×H×W) with pixels ``removed`` (B×H×W bool) filled."""
+        """``x`` (B×C×*S) with pixels ``removed`` (B×*S bool) filled."""
         rm = removed.unsqueeze(1)
         if self.kind != "road":
             return torch.where(rm, canvas, x)
+        if x.ndim != 4:
+            raise XaibenchError("filler 'road' imputes 2-D slices only (ROAD's 8-neighbour system); "
+                                "use filler = mean, black or blur on volumes")
         out = road_impute(x, removed, tol=self.tol, max_iter=self.max_iter)
         if self.noise > 0:
             eps = torch.randn(out.shape, generator=generator, device="cpu").to(out.device)
@@ -168,8 +175,8 @@ def removal_scores(model: Classifier, target: Target, images: torch.Tensor,
                    filler: Filler, chunk: int, seed: int = 0, canvas: torch.Tensor | None = None) -> torch.Tensor:
     """T of every (image, level) pair, N×L, in chunks of ``chunk`` perturbed images.
 
-    ``removed(img_idx, level_idx)`` returns the B×H×W bool removal masks of those rows, so
-    the N×L×H×W stack is never materialised. ``canvas`` overrides the filler's fill values
+    ``removed(img_idx, level_idx)`` returns the B×*S bool removal masks of those rows, so
+    the N×L×*S stack is never materialised. ``canvas`` overrides the filler's fill values
     (insertion starts from it)."""
     dev = images.device
     n = images.shape[0]
@@ -187,30 +194,33 @@ def removal_scores(model: Classifier, target: Target, images: torch.Tensor,
     return out.view(n, n_levels)
 
 
-def ordered_units(a: torch.Tensor, patch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def ordered_units(a: torch.Tensor, patch: int = 1) -> tuple[torch.Tensor, int]:
     """Rank of every pixel's unit and the number of units.
 
-    ``a`` is N×H×W. With ``patch`` > 1 pixels are grouped into non-overlapping patches on a
-    grid padded as Quantus pads (floor/ceil halves) and ranked by their attribution sum.
-    Returns ``(unit_rank N×H×W, n_units)``: 0 = most attributed unit, ties by unit index."""
-    n, h, w = a.shape
+    ``a`` is N×*S. With ``patch`` > 1 pixels are grouped into non-overlapping patches
+    (``patch`` pixels along every axis) on a grid padded as Quantus pads (floor/ceil halves)
+    and ranked by their attribution sum. Returns ``(unit_rank N×*S, n_units)``: 0 = most
+    attributed unit, ties by unit index (row-major)."""
+    n, spatial = a.shape[0], tuple(a.shape[1:])
     if patch == 1:
         flat = a.reshape(n, -1)
         order = torch.sort(flat, dim=1, descending=True, stable=True).indices
         rank = torch.empty_like(order)
         rank.scatter_(1, order, torch.arange(flat.shape[1], device=a.device).expand_as(order))
-        return rank.view(n, h, w), h * w
-    ph0 = ((-h) % patch) // 2
-    pw0 = ((-w) % patch) // 2
-    gh, gw = -(-(h + (-h) % patch) // patch), -(-(w + (-w) % patch) // patch)
-    rows = (torch.arange(h, device=a.device) + ph0) // patch
-    cols = (torch.arange(w, device=a.device) + pw0) // patch
-    unit = (rows.view(-1, 1) * gw + cols.view(1, -1)).reshape(-1)
-    sums = torch.zeros(n, gh * gw, device=a.device, dtype=a.dtype).index_add_(1, unit, a.reshape(n, -1))
+        return rank.view(n, *spatial), math.prod(spatial)
+    unit = torch.zeros((1,) * len(spatial), dtype=torch.long, device=a.device)
+    n_units = 1
+    for axis, s in enumerate(spatial):  # row-major unit ids: unit · g + index along this axis
+        g = -(-(s + (-s) % patch) // patch)
+        idx = (torch.arange(s, device=a.device) + ((-s) % patch) // 2) // patch
+        unit = unit * g + idx.view([-1 if k == axis else 1 for k in range(len(spatial))])
+        n_units *= g
+    unit = unit.reshape(-1)
+    sums = torch.zeros(n, n_units, device=a.device, dtype=a.dtype).index_add_(1, unit, a.reshape(n, -1))
     order = torch.sort(sums, dim=1, descending=True, stable=True).indices
     urank = torch.empty_like(order)
-    urank.scatter_(1, order, torch.arange(gh * gw, device=a.device).expand_as(order))
-    return urank[:, unit].view(n, h, w), gh * gw
+    urank.scatter_(1, order, torch.arange(n_units, device=a.device).expand_as(order))
+    return urank[:, unit].view(n, *spatial), n_units
 
 
 @dataclass(frozen=True)

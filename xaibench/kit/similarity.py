@@ -43,31 +43,37 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def minmax(a: torch.Tensor) -> torch.Tensor:
-    """Each N×H×W map scaled to [0, 1] (a constant map becomes 0)."""
+    """Each N×*S map scaled to [0, 1] (a constant map becomes 0)."""
     flat = a.reshape(a.shape[0], -1).double()
     lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
     return ((flat - lo) / (hi - lo).clamp_min(1e-30)).view_as(a)
 
 
+_POOL = {2: F.avg_pool2d, 3: F.avg_pool3d}
+
+
 def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, win: int = 7,
          k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
-    """Mean SSIM per pair of N×H×W maps, as ``skimage.metrics.structural_similarity`` with
-    its defaults (7×7 uniform window, sample covariance, borders cropped)."""
+    """Mean SSIM per pair of N×*S maps (2-D or 3-D), as ``skimage.metrics.structural_similarity``
+    with its defaults (a uniform window of ``win`` pixels along every axis, sample
+    covariance, borders cropped)."""
     x, y = a.double().unsqueeze(1), b.double().unsqueeze(1)
-    win = min(win, a.shape[-1], a.shape[-2])
+    nd = a.ndim - 1
+    pool = _POOL[nd]
+    win = min(win, *a.shape[1:])
     win -= 1 - win % 2
-    cov = win * win / (win * win - 1)
-    mx, my = F.avg_pool2d(x, win, 1), F.avg_pool2d(y, win, 1)
-    vx = cov * (F.avg_pool2d(x * x, win, 1) - mx * mx)
-    vy = cov * (F.avg_pool2d(y * y, win, 1) - my * my)
-    vxy = cov * (F.avg_pool2d(x * y, win, 1) - mx * my)
+    cov = win ** nd / (win ** nd - 1)
+    mx, my = pool(x, win, 1), pool(y, win, 1)
+    vx = cov * (pool(x * x, win, 1) - mx * mx)
+    vy = cov * (pool(y * y, win, 1) - my * my)
+    vxy = cov * (pool(x * y, win, 1) - mx * my)
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return s.mean(dim=(1, 2, 3))
+    return s.mean(dim=tuple(range(1, s.ndim)))
 
 
 def topq_iou(a: torch.Tensor, b: torch.Tensor, q: float) -> torch.Tensor:
-    """IoU of the top-q pixel sets of two N×H×W maps (ties by pixel index)."""
+    """IoU of the top-q pixel sets of two N×*S maps (ties by pixel index)."""
     a, b = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
     k = torch.full((a.shape[0],), max(1, int(round(q * a.shape[1]))), device=a.device)
     ta, tb = topk_mask(a.float(), k), topk_mask(b.float(), k)
