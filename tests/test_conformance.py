@@ -95,6 +95,12 @@ def test_metric(name, model, toy):
     scope = getattr(m, "scope", None)
     assert scope in ("explanation", "model", "explainers", "seeds", "attack"), f"{name}: bad scope {scope!r}"
     inp = _metric_input(model, toy, scope)
+    declared = getattr(m, "unavailable", None)  # a plugin that cannot run here says why, in one line
+    if declared:
+        with pytest.raises(XaibenchError) as err:
+            m.score(inp)
+        assert str(err.value) == declared and "\n" not in declared
+        return
     scores = m.score(inp)
     assert scores and all(isinstance(s, Score) for s in scores)
     for s in scores:

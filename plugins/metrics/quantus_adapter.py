@@ -117,7 +117,6 @@ CONFORMANCE: Mapping[str, Mapping[str, Any]] = {
     "RelativeInputStability": {"nr_samples": 2},
     "RelativeOutputStability": {"nr_samples": 2},
     "RelativeRepresentationStability": {"nr_samples": 2},
-    "NonSensitivity": {"features_in_step": 64},
     "EfficientMPRT": {"layer_order": "top_down"},
 }
 """Small settings that keep each class to about a second on the conformance inputs."""
