@@ -36,5 +36,5 @@ class Complexity:
 
 @xaibench.hookimpl
 def xaibench_metrics():
-    yield MetricRecord("complexity", "entropy of |map| / sum: how spread the evidence is (lower is simpler)",
+    yield MetricRecord("complexity", "entropy of |map| / sum: how spread the evidence is (lower is simpler); = Quantus Complexity",
                        option_factory("metric complexity", Complexity), family="complexity", spatial_dims=(2, 3))

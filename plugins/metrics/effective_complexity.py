@@ -50,6 +50,6 @@ class EffectiveComplexity:
 
 @xaibench.hookimpl
 def xaibench_metrics():
-    yield MetricRecord("effective-complexity", "pixels whose |attribution| exceeds eps (lower is simpler)",
+    yield MetricRecord("effective-complexity", "pixels whose |attribution| exceeds eps (lower is simpler); = Quantus EffectiveComplexity",
                        option_factory("metric effective-complexity", EffectiveComplexity), family="complexity",
                        spatial_dims=(2, 3))

@@ -231,8 +231,10 @@ def records() -> list[MetricRecord]:
         for cls_name in names:
             if cls_name in NATIVE:
                 continue
+            why = UNAVAILABLE.get(cls_name, lambda: None)()
+            desc = f"Quantus {cls_name} ({cat}), run by Quantus" + ("; cannot run here (see docs)" if why else "")
             out.append(MetricRecord(
-                f"quantus.{cls_name}", f"Quantus {cls_name} ({cat}), run by Quantus", QuantusFactory(cls_name),
+                f"quantus.{cls_name}", desc, QuantusFactory(cls_name),
                 version="1", family=FAMILIES[cat], conformance=dict(CONFORMANCE.get(cls_name, {}))))
     return out
 

@@ -98,5 +98,5 @@ class RandomLogit:
 
 @xaibench.hookimpl
 def xaibench_metrics():
-    yield MetricRecord("random-logit", "similarity of the map to the map of a random other class (lower is better)",
+    yield MetricRecord("random-logit", "similarity of the map to the map of a random other class (lower is better); = Quantus RandomLogit",
                        option_factory("metric random-logit", RandomLogit), family="sanity", spatial_dims=(2, 3))

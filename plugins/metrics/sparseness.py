@@ -53,5 +53,5 @@ class Sparseness:
 
 @xaibench.hookimpl
 def xaibench_metrics():
-    yield MetricRecord("sparseness", "Gini index of |map|: evidence on few pixels (higher is sparser)",
+    yield MetricRecord("sparseness", "Gini index of |map|: evidence on few pixels (higher is sparser); = Quantus Sparseness",
                        option_factory("metric sparseness", Sparseness), family="complexity", spatial_dims=(2, 3))
