@@ -127,6 +127,12 @@ def _check_metric(name, make_input):
     scope = getattr(m, "scope", None)
     assert scope in ("explanation", "model", "explainers", "seeds", "attack"), f"{name}: bad scope {scope!r}"
     inp = make_input(scope)
+    declared = getattr(m, "unavailable", None)  # a plugin that cannot run here says why, in one line
+    if declared:
+        with pytest.raises(XaibenchError) as err:
+            m.score(inp)
+        assert str(err.value) == declared and "\n" not in declared
+        return
     scores = m.score(inp)
     assert scores and all(isinstance(s, Score) for s in scores)
     for s in scores:
