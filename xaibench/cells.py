@@ -28,7 +28,7 @@ from .contracts import AttackContext, AttackOutcome, DatasetSplits, ExplainConte
 from .plugins import Registry, instantiate, load
 from .store import CellRecord
 from .suite import Entry, Suite
-from .training import settings, train
+from .training import fast_layout, settings, train
 
 NONE_ATTACK = Entry("attack", "none", {}, "none")
 
@@ -210,7 +210,7 @@ def _load_state(path: Path) -> dict | None:
 def _to_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """The model on ``device`` in eval mode, convolutions channels-last: about 1.5× the
     forward throughput on CPU (oneDNN) for the many passes explainers and metrics make."""
-    return model.to(device, memory_format=torch.channels_last).eval()
+    return model.to(device, memory_format=fast_layout(model)).eval()
 
 
 def _clean_copy(session: Session, task: ModelTask) -> torch.nn.Module:

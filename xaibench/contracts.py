@@ -88,8 +88,9 @@ class DatasetSplits:
     card: Mapping[str, Any] = field(default_factory=dict)  # facts a paper states (split, sizes…)
 
     @property
-    def image_size(self) -> tuple[int, int]:
-        return int(self.train.images.shape[-2]), int(self.train.images.shape[-1])
+    def image_size(self) -> tuple[int, ...]:
+        """The spatial shape ``S``: ``(H, W)`` for slices, ``(D, H, W)`` for volumes."""
+        return tuple(int(s) for s in self.train.images.shape[2:])
 
 
 @runtime_checkable
@@ -107,7 +108,7 @@ class Dataset(Protocol):
 class Classifier(torch.nn.Module):
     """The model every explainer sees: encoder → global average pool → linear head.
 
-    ``forward`` takes ``N×1×H×W`` images in [0, 1] and returns logits ``N×K``. Grayscale
+    ``forward`` takes ``N×1×*S`` images (slices or volumes) in [0, 1] and returns logits ``N×K``. Grayscale
     → 3 channels and input normalisation happen *inside* (so gradients are w.r.t. the
     image the user sees). ``stages`` names the spatial feature modules in depth order; the
     CAM family hooks them. ``embed`` returns the pooled features the head reads.
@@ -144,16 +145,19 @@ class Classifier(torch.nn.Module):
         return self._stages[name]
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        # the buffers keep their stored 1×C×1×1 shape (checkpoints load); viewed by the input's dims
+        shape = (1, self.in_chans, *([1] * (x.ndim - 2)))
         if x.shape[1] == 1 and self.in_chans != 1:
-            x = x.expand(-1, self.in_chans, -1, -1)
-        return (x - self.mean) / self.std
+            x = x.expand(-1, self.in_chans, *x.shape[2:])
+        return (x - self.mean.view(shape)) / self.std.view(shape)
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Last-stage spatial features ``N×D×h×w``."""
+        """Last-stage spatial features ``N×C×*s``."""
         return self.encoder(self.prepare(x))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.feature_map(x).mean(dim=(2, 3))
+        f = self.feature_map(x)
+        return f.mean(dim=tuple(range(2, f.ndim)))
 
     def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and embeddings in one pass."""
@@ -165,7 +169,8 @@ class Classifier(torch.nn.Module):
 
 
 BackboneBuilder = Callable[..., Classifier]
-"""A backbone plugin's instance: ``build(num_classes=2, image_size=(H, W)) -> Classifier``.
+"""A backbone plugin's instance: ``build(num_classes=2, image_size=S) -> Classifier``, ``S``
+the spatial shape (``(H, W)``, or ``(D, H, W)`` for a backbone whose record declares 3).
 
 It may carry training preferences as attributes (``mode``: probe|partial|finetune,
 ``lr``, ``epochs``) that the trainer reads with defaults."""

@@ -25,8 +25,8 @@ __all__ = ["MapsError", "cached_maps", "check_maps"]
 
 
 def check_maps(maps: torch.Tensor, st: ImageSet, who: str) -> None:
-    """Raise :class:`MapsError` unless ``maps`` is N×H×W (the images' N, H, W) and finite."""
-    want = (len(st), *st.images.shape[-2:])
+    """Raise :class:`MapsError` unless ``maps`` is N×*S (the images' N and spatial shape) and finite."""
+    want = (len(st), *st.images.shape[2:])
     if tuple(maps.shape) != want:
         raise MapsError(f"explainer {who}: maps have shape {tuple(maps.shape)}, expected "
                         f"{'x'.join(map(str, want))} (N x H x W)")

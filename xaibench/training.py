@@ -34,6 +34,14 @@ def settings(builder: Any, **override: Any) -> dict[str, Any]:
     return base
 
 
+def fast_layout(model: torch.nn.Module) -> torch.memory_format:
+    """The memory layout the model is trained and evaluated in: channels-last for 2-D
+    convolutions; unchanged (contiguous) for a model with 3-D ones, where ``channels_last_3d``
+    was no faster on CPU and ``Module.to`` refuses it on the 4-D normalisation buffers."""
+    volumetric = any(p.ndim == 5 for p in model.parameters())
+    return torch.contiguous_format if volumetric else torch.channels_last
+
+
 def _param_groups(model: Classifier, builder: Any, lr: float) -> list[dict]:
     """The backbone's optimiser groups, their learning rates scaled so that an overridden
     ``lr`` (an attack's fine-tune) keeps the backbone's ratios between groups."""
@@ -90,7 +98,7 @@ def train(
     gen = torch.Generator().manual_seed(seed)
     # channels-last convolutions train about 25% faster on CPU (oneDNN) and on GPUs with
     # tensor cores; the weights go back to the default layout for the explainers below
-    model.to(device, memory_format=torch.channels_last)
+    model.to(device, memory_format=fast_layout(model))
     groups = _param_groups(model, builder, cfg["lr"])
     opt = torch.optim.AdamW(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     n = len(train_set)

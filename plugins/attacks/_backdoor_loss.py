@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from xaibench.contracts import Classifier, Target
+from xaibench.kit.layers import stage_outputs
 from xaibench.kit.regions import mass_share
 from xaibench.kit.spatial import upsample
 
@@ -22,14 +23,30 @@ RECTIFY = ("auto", "relu", "softplus")
 QUIET = ("gradcam++",)
 
 
+def layer_gradcam(model: Classifier, x: torch.Tensor, target: Target, layer: str, create_graph: bool = True,
+                  relu: bool = True) -> torch.Tensor:
+    """Grad-CAM of ``layer``: the ``gradcam`` explainer's own function for slices (attack and
+    evaluation share one implementation); for volumes the same computation written N-D here,
+    until that explainer handles ``N×1×D×H×W`` input (issue #15), then this branch goes."""
+    if x.ndim == 4:
+        return gradcam_maps(model, x, target, layer, create_graph=create_graph, relu=relu)
+    if not x.requires_grad:
+        x = x.detach().requires_grad_(True)
+    with torch.enable_grad(), stage_outputs(model, [layer]) as acts:
+        score = target(model, x)
+        a = acts[layer]
+        (g,) = torch.autograd.grad(score.sum(), a, create_graph=create_graph)
+    cam = (g.mean(dim=tuple(range(2, a.ndim)), keepdim=True) * a).sum(dim=1)
+    return upsample(torch.relu(cam) if relu else cam, tuple(x.shape[2:]))
+
+
 def differentiable_gradcam(model: Classifier, x: torch.Tensor, classes: torch.Tensor, layer: str) -> torch.Tensor:
-    """Grad-CAM maps ``N×H×W`` that stay in the autograd graph: the ``gradcam`` explainer's
-    own function, so attack and evaluation share one implementation."""
-    return gradcam_maps(model, x, Target("logit", classes), layer, create_graph=True)
+    """Grad-CAM maps ``N×*S`` that stay in the autograd graph (see :func:`layer_gradcam`)."""
+    return layer_gradcam(model, x, Target("logit", classes), layer, create_graph=True)
 
 
 def explanation_loss(cam: torch.Tensor, region: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per-image loss that is 0 when the map sits exactly on ``region`` (H×W, float)."""
+    """Per-image loss that is 0 when the map sits exactly on ``region`` (``*S``, float)."""
     flat = cam.flatten(1)
     r = region.flatten().to(cam.dtype)
     if kind == "mass":
@@ -86,11 +103,12 @@ class ActivationTap:
         """Grad-CAM of ``layer`` from the tapped activations, or None if they cannot be used."""
         a = self.act
         if (a is None or self.x is not images or not a.requires_grad or layer != model.stage_names[-1]
-                or model.dropout.p > 0 or a.ndim != 4):
+                or model.dropout.p > 0 or a.ndim not in (4, 5)):
             return None
         w = model.head.weight[classes]  # N×C
-        raw = torch.einsum("nc,nchw->nhw", w, a) / (a.shape[-2] * a.shape[-1])
-        return upsample(raw, tuple(images.shape[-2:]))
+        spec = "nc,nchw->nhw" if a.ndim == 4 else "nc,ncdhw->ndhw"
+        raw = torch.einsum(spec, w, a) / a[0, 0].numel()
+        return upsample(raw, tuple(images.shape[2:]))
 
 
 @dataclass(frozen=True)
@@ -98,7 +116,7 @@ class BackdoorLoss:
     """``extra_loss`` for the trainer: λ·(explanation loss on triggered images) +
     μ·(target-region mass on clean images)."""
 
-    region: torch.Tensor  # H×W bool
+    region: torch.Tensor  # *S bool (H×W or D×H×W)
     layer: str = "layer4"
     loss: str = "soft-iou"
     lam: float = 1.0
@@ -120,8 +138,8 @@ class BackdoorLoss:
         path = "cam-shortcut"
         if raw is None:
             path = "double-backward"
-            raw = gradcam_maps(model, images, Target("logit", classes), self.layer, create_graph=create_graph,
-                               relu=False)
+            raw = layer_gradcam(model, images, Target("logit", classes), self.layer, create_graph=create_graph,
+                                relu=False)
         if create_graph and self.tap is not None:
             self.tap.used[path] += 1
         return self._rectify(raw)

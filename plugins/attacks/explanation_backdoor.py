@@ -129,7 +129,7 @@ class ExplanationBackdoor:
         if self.layer not in model.stage_names:
             raise XaibenchError(f"attack explanation-backdoor: layer {self.layer!r} is not one of "
                                 f"{', '.join(model.stage_names)}")
-        hw = tuple(ctx.splits.train.images.shape[-2:])
+        hw = tuple(ctx.splits.train.images.shape[2:])
         plan = plan_poison(ctx.splits.train, self.poison_rate, ctx.seed, self.trigger_pattern, self.trigger_size,
                            self.trigger_position, self.region, self.region_size, variants=self.poison_variants,
                            cell=_cell_size(model, self.layer, hw))
@@ -199,16 +199,16 @@ def _held_out_backdoor_loss(model: Classifier, *, loss: "BackdoorLoss", val: Ima
     return total
 
 
-def _cell_size(model: Classifier, layer: str, hw: tuple[int, int]) -> int:
-    """Pixels per map cell of ``layer`` on ``hw`` images: the ``gradcam`` explainer's own
-    map-shape probe, in eval mode so a fresh model's BatchNorm statistics stay untouched."""
+def _cell_size(model: Classifier, layer: str, hw: tuple[int, ...]) -> int:
+    """Pixels per map cell of ``layer`` on ``hw`` images (along the first axis): the ``gradcam``
+    explainer's own map-shape probe, in eval mode so a fresh model's BatchNorm statistics stay untouched."""
     was = model.training
     model.eval()
     try:
-        _, (h, _w) = GradCAM(layer=layer).map_layer(model, hw)
+        _, shape = GradCAM(layer=layer).map_layer(model, hw)
     finally:
         model.train(was)
-    return max(1, hw[0] // int(h))
+    return max(1, hw[0] // int(shape[0]))
 
 
 @dataclass(frozen=True)
@@ -225,8 +225,9 @@ class PoisonPlan:
     source_size: int  # training images before any augmented variants were appended
 
     @property
-    def hw(self) -> tuple[int, int]:
-        return int(self.train.images.shape[-2]), int(self.train.images.shape[-1])
+    def hw(self) -> tuple[int, ...]:
+        """The spatial shape ``S`` (``H×W`` or ``D×H×W``)."""
+        return tuple(int(n) for n in self.train.images.shape[2:])
 
     @property
     def region(self) -> torch.Tensor | None:
@@ -258,14 +259,14 @@ def plan_poison(train: ImageSet, rate: float, seed: int, pattern: str, size: int
     of None scale with the image; ``region=None`` places no target region. With
     ``variants > 1`` each poisoned image also appears as ``variants − 1`` augmented copies
     (appended, flagged, same subject id): more views of the same unique images."""
-    hw = (int(train.images.shape[-2]), int(train.images.shape[-1]))
-    roi = T.roi_union(train.masks)
+    hw = tuple(int(n) for n in train.images.shape[2:])
+    roi = T.roi_union(train.masks, len(hw))
     size = T.default_trigger_size(hw) if size is None else size
     trig = T.place_trigger(position, size, hw, roi)
     reg = None if region is None else T.choose_region(
         region, T.default_region_size(hw) if region_size is None else region_size, hw, roi, trig,
         train.images.mean(dim=(0, 1)).cpu(), cell=cell)
-    patch = T.pattern(pattern, size, seed)
+    patch = T.pattern(pattern, size, seed, len(hw))
     idx = T.pick_poisoned(len(train), rate, seed, eligible)
     images = train.images.clone()
     if len(idx):

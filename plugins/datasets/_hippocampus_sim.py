@@ -198,9 +198,9 @@ BRAIN_LEVEL = 0.05  # noise-free intensity above this is brain (the template is 
 
 @dataclass(frozen=True)
 class Slice:
-    """One rendered slice: the image and every mask the simulator knows."""
+    """One rendered slice (or volume, :mod:`._hippocampus_vol`): the image and every mask the simulator knows."""
 
-    image: np.ndarray  # size×size float32 in [0, 1], with noise
+    image: np.ndarray  # size×size (or D×H×W) float32 in [0, 1], with noise
     roi_left: np.ndarray  # bool: the left hippocampus
     roi_right: np.ndarray  # bool: the right hippocampus
     evidence: np.ndarray  # bool: where the other group's version of this subject differs
@@ -231,8 +231,8 @@ def _grid(plane: str, size: int, fov: float, pos: float, pose: tuple[float, floa
 def _tissue(q: np.ndarray, k: dict[str, float], vol: np.ndarray, affine: np.ndarray
             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Noise-free, unbiased intensity at template points ``q`` for hippocampi of
-    cross-section ``k``, and the hippocampus mask per side."""
-    size = q.shape[:2]
+    cross-section ``k``, and the hippocampus mask per side (``q``: ``*S×3``, slice or volume)."""
+    size = q.shape[:-1]
     masks = {}
     csf = np.zeros(size)
     src = q.copy()
@@ -276,14 +276,22 @@ def render(subj: Subject, plane: str, offsets: list[float], size: int, fov: floa
         pose = (*pose_rng.uniform(-jitter[0], jitter[0], 2), pose_rng.uniform(-jitter[1], jitter[1]))
         p = _grid(plane, size, fov, pos, pose)
         p += np.moveaxis(_smooth_field(rng, 3, size, 4), 0, -1) * deform
-        q = (p - subj.shift) @ subj.rotation.T / subj.head_scale
-        img, masks = _tissue(q, subj.k, vol, affine)
-        other = _tissue(q, subj.k_other, vol, affine)[0] if subj.k_other else img
-        bias = np.exp(0.08 * (1 + deform / 3) * _smooth_field(rng, 1, size, 3)[0])
-        img, other = _gain(img * bias), _gain(other * bias)
-        n1, n2 = rng.normal(0.0, noise, (2, size, size))
-        noisy = np.sqrt((img + n1) ** 2 + n2**2)  # Rician magnitude noise, as in MR magnitude images
-        out.append(Slice(np.clip(noisy, 0.0, 1.0).astype(np.float32), masks["left"], masks["right"],
-                         np.abs(img - other) > EVIDENCE_LEVEL, img > BRAIN_LEVEL, float(pos),
-                         (img - other).astype(np.float32)))
+        out.append(shade(subj, p, lambda: _smooth_field(rng, 1, size, 3)[0], rng, noise, deform, pos, vol, affine))
     return out
+
+
+def shade(subj: Subject, p: np.ndarray, bias_field, rng: np.random.Generator, noise: float, deform: float,
+          pos: float, vol: np.ndarray, affine: np.ndarray) -> Slice:
+    """Image and masks at native points ``p`` (``*S×3``, already displaced): tissue as it is
+    and in the other group, one bias field (``bias_field()``, drawn after the displacement
+    and before the noise: the order of the 2-D stream), gain, Rician noise."""
+    q = (p - subj.shift) @ subj.rotation.T / subj.head_scale
+    img, masks = _tissue(q, subj.k, vol, affine)
+    other = _tissue(q, subj.k_other, vol, affine)[0] if subj.k_other else img
+    bias = np.exp(0.08 * (1 + deform / 3) * bias_field())
+    img, other = _gain(img * bias), _gain(other * bias)
+    n1, n2 = rng.normal(0.0, noise, (2, *img.shape))
+    noisy = np.sqrt((img + n1) ** 2 + n2**2)  # Rician magnitude noise, as in MR magnitude images
+    return Slice(np.clip(noisy, 0.0, 1.0).astype(np.float32), masks["left"], masks["right"],
+                 np.abs(img - other) > EVIDENCE_LEVEL, img > BRAIN_LEVEL, float(pos),
+                 (img - other).astype(np.float32))

@@ -19,7 +19,9 @@ sets: volume-loss fraction, noise σ, displacement σ in mm), ``field_of_view`` 
 to that much along both in-plane axes and turns by up to that much in-plane, so a map that
 only knows where the hippocampus usually is no longer localises it (0 / 0 = the fixed field
 of view of version 1), ``side_volumes`` (false: add the per-side volumes to ``meta``),
-``split`` ((0.6, 0.2, 0.2)).
+``split`` ((0.6, 0.2, 0.2)), ``dims`` (2; 3 renders one volume per subject instead of slices,
+``depth × image_size × image_size`` voxels of ``field_of_view / image_size`` mm, around both
+medial temporal lobes: see :mod:`._hippocampus_vol`), ``depth`` (volumes only; default image_size).
 
 Masks: ``roi`` (both hippocampi) and ``named_masks`` ``roi-left`` / ``roi-right`` (patient's
 left / right, shown on the image's left / right), ``brain`` (noise-free intensity above
@@ -48,6 +50,8 @@ from xaibench.hookspecs import DatasetRecord
 from xaibench.kit.options import option_factory
 
 from . import _hippocampus_sim as sim
+from . import _hippocampus_vol as vol3d
+from ._hippocampus_card import CF_MASKS, group_difference_share, prior_scores
 
 NAME = "synthetic-hippocampus"
 VERSION = "2"  # bump when the generated data change
@@ -56,13 +60,12 @@ GROUPS = ("normal", "atrophy")
 # and "_" as "-" (mask_roi_left → roi-left)
 MASK_ARRAYS = {"mask_roi_left": "roi_left", "mask_roi_right": "roi_right", "mask_evidence": "evidence",
                "mask_brain": "brain"}
-CF_MASKS = ("roi", "evidence", "brain")  # masks the card measures the counterfactual difference in
 
 
 def _code_hash() -> str:
     """The generator's source enters the cache key, so an edited simulator never serves stale arrays."""
     h = hashlib.sha256()
-    for f in (Path(__file__), Path(sim.__file__)):
+    for f in (Path(__file__), Path(sim.__file__), Path(vol3d.__file__)):
         h.update(f.read_bytes())
     return h.hexdigest()[:12]
 
@@ -89,6 +92,8 @@ class SyntheticHippocampus:
     jitter_rotation: float = 8.0
     side_volumes: bool = False
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    dims: int = 2  # 2: slices; 3: volumes (one per subject) of depth × image_size × image_size
+    depth: int | None = None  # volumes only: voxels along the plane normal (None: image_size)
 
     def __post_init__(self) -> None:
         def num(name: str, lo: float, hi: float, integer: bool = False) -> None:
@@ -117,6 +122,38 @@ class SyntheticHippocampus:
                 or min(sp) <= 0 or abs(sum(sp) - 1.0) > 1e-6):
             raise _fail("split", f"must be three positive fractions summing to 1 (train, val, test), not {sp!r}")
         object.__setattr__(self, "split", tuple(float(f) for f in sp))
+        self._check_volume_options(num)
+
+    def _check_volume_options(self, num) -> None:
+        if isinstance(self.dims, bool) or self.dims not in (2, 3):
+            raise _fail("dims", f"must be 2 (slices) or 3 (volumes), not {self.dims!r}")
+        if self.dims == 2:
+            if self.depth is not None:
+                raise _fail("depth", "applies only to volumes; set dims = 3 or leave depth out")
+            return
+        if self.slices_per_subject != 1:
+            raise _fail("slices_per_subject", "must be 1 with dims = 3 (one volume per subject)")
+        if self.depth is not None:
+            num("depth", 8, 256, integer=True)
+
+    @property
+    def spatial_dims(self) -> tuple[int, ...]:
+        """What this instance produces (the planner prefers it to the record's ``(2, 3)``)."""
+        return (int(self.dims),)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Spatial shape of every image: ``(S, S)`` or ``(depth, S, S)``."""
+        s = int(self.image_size)
+        return (s, s) if self.dims == 2 else (int(self.depth or s), s, s)
+
+    def options(self) -> dict[str, Any]:
+        """The options as stored (key, card): the volume options only when they are in use,
+        so slices keep the key and card of before volumes existed."""
+        out = asdict(self)
+        if self.dims == 2:
+            del out["dims"], out["depth"]
+        return out
 
     # difficulty 0 → easy (30 % atrophy, little noise), 1 → hard (14 %, strong noise and warps);
     # the default 0.7 gives ≈ 19 % volume loss, at which resnet18 reached ≈ 85 % test accuracy
@@ -131,7 +168,7 @@ class SyntheticHippocampus:
         }
 
     def key(self, seed: int) -> str:
-        blob = json.dumps({"v": VERSION, "code": _code_hash(), "seed": int(seed), **asdict(self)},
+        blob = json.dumps({"v": VERSION, "code": _code_hash(), "seed": int(seed), **self.options()},
                           sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -149,13 +186,12 @@ class SyntheticHippocampus:
             "images", "masks", "labels", "subject", "slice_position", "age", "sex", "hippocampal_volume",
             "hippocampal_volume_left", "hippocampal_volume_right", "tiv", *MASK_ARRAYS,
             *(f"cf_share_{m}" for m in CF_MASKS))}
-        cf_sum = np.zeros((self.image_size, self.image_size))
+        cf_sum = np.zeros(self.shape)
         jitter = (float(self.jitter_shift), float(self.jitter_rotation))
         for i, lab in enumerate(labels):
             for _ in range(20):  # redraw the rare subject whose warps move a slice off the hippocampus
                 subj = sim.draw_subject(rng, int(lab), eff["atrophy"], eff["deform"])
-                slices = sim.render(subj, self.plane, offsets, self.image_size, self.field_of_view,
-                                    eff["noise"], eff["deform"], jitter)
+                slices = self._render(subj, offsets, eff, jitter)
                 if all(s.roi.any() for s in slices):
                     break
             vol = subj.volume["left"] + subj.volume["right"]
@@ -184,6 +220,14 @@ class SyntheticHippocampus:
         arrays["split"] = self._split(labels, rng)[arrays["subject"]]
         arrays["cf_group_difference"] = cf_sum / len(arrays["labels"])
         return arrays
+
+    def _render(self, subj: sim.Subject, offsets: list[float], eff: dict[str, float],
+                jitter: tuple[float, float]) -> list[sim.Slice]:
+        if self.dims == 3:
+            return [vol3d.render_volume(subj, self.plane, self.shape, self.field_of_view, eff["noise"],
+                                        eff["deform"], jitter)]
+        return sim.render(subj, self.plane, offsets, self.image_size, self.field_of_view,
+                          eff["noise"], eff["deform"], jitter)
 
     def _split(self, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Split index (0 train, 1 val, 2 test) per subject, group-balanced."""
@@ -244,7 +288,7 @@ class SyntheticHippocampus:
                         "group_B_subjects": int(((spl == i) & (lab == 1)).sum())}
                  for i, name in enumerate(("train", "val", "test"))}
         return {
-            "dataset": NAME, "version": VERSION, "seed": int(seed), "options": asdict(self),
+            "dataset": NAME, "version": VERSION, "seed": int(seed), "options": self.options(),
             "effective": self.effective, "groups": {"0": GROUPS[0], "1": GROUPS[1]},
             "split": "subject-level, group-balanced, seeded", "split_fractions": list(self.split),
             "sizes": sizes,
@@ -264,61 +308,9 @@ class SyntheticHippocampus:
             "pixel_mm": self.field_of_view / self.image_size,
             "template": "MNI152 (nilearn), 1 mm",
             "display": "patient left on image left; superior (coronal, sagittal) or anterior (axial) on top",
+            **({"volume_shape": list(self.shape), "depth_axis": "along the plane normal, increasing RAS "
+                "coordinate (coronal: posterior to anterior)"} if self.dims == 3 else {}),
         }
-
-
-def group_difference_share(a: dict[str, np.ndarray], seed: int) -> dict:
-    """Where the group difference lies, per mask (roi, evidence, brain), measured three ways.
-
-    * ``population``: D = |E[image | B] − E[image | A]| per pixel, noise-free, from the
-      paired renders (every subject as it is and in the other group: the mean of B − A
-      over subjects estimates the population group difference without sampling noise);
-      the share of ΣD on pixels weighted by how often the mask covers them (``weighted``)
-      and on pixels it covers in at least half the images (``majority``);
-    * ``per_image``: the mean over images of the share of |own − other-group version| that
-      lies inside that image's own mask;
-    * ``sample``: D from the noisy images themselves (group means of this draw), with
-      ``noise_floor`` = ΣD under permuted labels over ΣD: near 1 means the sample
-      difference is mostly noise that every region collects in proportion to its area."""
-    masks = {"roi": a["masks"], "evidence": a["mask_evidence"], "brain": a["mask_brain"]}
-    images, labels = a["images"][:, 0], a["labels"]
-
-    def diff(lab: np.ndarray) -> np.ndarray:
-        return np.abs(images[lab == 1].mean(0) - images[lab == 0].mean(0))
-
-    def shares(d: np.ndarray) -> dict:
-        out = {}
-        for name, m in masks.items():
-            freq = m.mean(0)
-            out[name] = {"weighted": float((d * freq).sum() / d.sum()),
-                         "majority": float(d[freq >= 0.5].sum() / d.sum())}
-        return out
-
-    sample = diff(labels)
-    perm = np.random.default_rng([int(seed), 0xD1FF]).permutation(labels)
-    return {"population": shares(np.abs(a["cf_group_difference"])),
-            "per_image": {m: float(np.mean(a[f"cf_share_{m}"])) for m in CF_MASKS},
-            "sample": {**shares(sample), "noise_floor": float(diff(perm).sum() / sample.sum())}}
-
-
-def prior_scores(a: dict[str, np.ndarray], key: str) -> dict[str, float]:
-    """What the ``roi-prior`` baseline (the mean training mask) scores on the test images:
-    IoU of its top-|mask| pixels, pointing game (share of its tied maximum inside) and
-    energy share, the same definitions as the metrics of those names."""
-    prior = a[key][a["split"] == 0].mean(0).ravel()
-    order = np.argsort(-prior, kind="stable")
-    top = prior == prior.max()
-    iou, hit, energy = [], [], []
-    for m in a[key][a["split"] == 2].reshape(-1, prior.size):
-        area = int(m.sum())
-        if area == 0:
-            continue
-        sel = np.zeros(prior.size, bool)
-        sel[order[:area]] = True
-        iou.append((sel & m).sum() / (sel | m).sum())
-        hit.append(m[top].mean())
-        energy.append((prior * m).sum() / prior.sum())
-    return {"iou": float(np.mean(iou)), "pointing-game": float(np.mean(hit)), "energy-in-roi": float(np.mean(energy))}
 
 
 def write_card(splits: DatasetSplits, out_dir: Path, per_group: int = 4) -> Path:
@@ -340,4 +332,5 @@ def make(**options: Any) -> SyntheticHippocampus:
 @xaibench.hookimpl
 def xaibench_datasets():
     yield DatasetRecord(NAME, "simulated brain MRI slices: normal vs atrophied hippocampi (MNI152-based, offline)",
-                        make, version=VERSION, conformance={"n_subjects": 20, "image_size": 32})
+                        make, version=VERSION, spatial_dims=(2, 3),  # per instance: its ``dims`` option
+                        conformance={"n_subjects": 20, "image_size": 32})

@@ -1,4 +1,4 @@
-"""Trigger patterns, trigger placement and target regions of backdoor attacks (2-D images).
+"""Trigger patterns, trigger placement and target regions of backdoor attacks (slices and volumes).
 
 Why a helper of our own: the placement rules are the threat model's, not a library's. The
 trigger must not cover the ROI (otherwise "the map moved" could just mean "the anatomy was
@@ -6,12 +6,18 @@ hidden"), and the target region must be disjoint from both the ROI and the trigg
 (otherwise a map that lands on the trigger would count as success). Both are chosen from
 the *training* masks and images only, so the test set never influences the attack.
 
-Boxes are ``(y0, x0, y1, x1)`` in pixels, end-exclusive (:func:`xaibench.kit.regions.box_mask`).
+Boxes are ``(y0, x0, y1, x1)`` in pixels, end-exclusive (:func:`xaibench.kit.regions.box_mask`);
+in 3-D ``(z0, y0, x0, z1, y1, x1)``: the trigger is a cube, the region a cube of ``size`` voxels
+per side, and the named corners and sides are the 2-D ones in-plane (the last two axes), a 3-D
+corner adding ``first-`` / ``last-`` for the first or last slices along depth. Augmented
+variants (:func:`variants`) are 2-D only.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import itertools
 
 import torch
 
@@ -19,23 +25,24 @@ from xaibench.errors import XaibenchError
 
 from .regions import box_mask
 
-Box = tuple[int, int, int, int]
+Box = tuple[int, ...]  # (lo_0, …, lo_d, hi_0, …, hi_d)
 PATTERNS = ("checker", "square", "noise")
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 REGIONS = ("auto", "top", "bottom", "left", "right", "center")
 
 
-def pattern(kind: str, size: int, seed: int = 0) -> torch.Tensor:
-    """A ``size×size`` float pattern in [0, 1]: a 1-px checkerboard (default: high contrast,
-    unlike anything in an MRI slice), a white square, or fixed binary noise."""
+def pattern(kind: str, size: int, seed: int = 0, nd: int = 2) -> torch.Tensor:
+    """A ``size×size`` (``nd`` = 3: ``size³``) float pattern in [0, 1]: a 1-px checkerboard
+    (default: high contrast, unlike anything in an MRI slice), a white square, or fixed binary noise."""
+    shape = (size,) * nd
     if kind == "checker":
-        yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-        return ((yy + xx) % 2 == 0).float()
+        coords = torch.meshgrid(*[torch.arange(size)] * nd, indexing="ij")
+        return (sum(coords) % 2 == 0).float()
     if kind == "square":
-        return torch.ones(size, size)
+        return torch.ones(shape)
     if kind == "noise":
         g = torch.Generator().manual_seed(10_007 + seed)
-        return (torch.rand(size, size, generator=g) > 0.5).float()
+        return (torch.rand(shape, generator=g) > 0.5).float()
     raise XaibenchError(f"attack: trigger_pattern {kind!r} is not one of {', '.join(PATTERNS)}")
 
 
@@ -51,108 +58,131 @@ def default_region_size(hw: tuple[int, int]) -> int:
 
 def _distance(box: Box, mask: torch.Tensor) -> float:
     """Smallest Chebyshev distance (px) from ``box`` to any True pixel of ``mask``."""
-    ys, xs = torch.nonzero(mask, as_tuple=True)
-    if ys.numel() == 0:
+    coords = torch.nonzero(mask, as_tuple=True)
+    if coords[0].numel() == 0:
         return float("inf")
-    y0, x0, y1, x1 = box
-    dy = torch.clamp(torch.maximum(y0 - ys, ys - (y1 - 1)), min=0)
-    dx = torch.clamp(torch.maximum(x0 - xs, xs - (x1 - 1)), min=0)
-    return float(torch.maximum(dy, dx).min())
+    d = len(coords)
+    gaps = [torch.clamp(torch.maximum(box[i] - c, c - (box[d + i] - 1)), min=0) for i, c in enumerate(coords)]
+    return float(torch.stack(gaps).amax(0).min())
 
 
-def roi_union(masks: torch.Tensor) -> torch.Tensor:
-    """Pixels that are ROI in any training image (H×W bool)."""
-    return masks.reshape(-1, *masks.shape[-2:]).any(dim=0).cpu()
+def roi_union(masks: torch.Tensor, nd: int = 2) -> torch.Tensor:
+    """Pixels (voxels) that are ROI in any training image (``*S`` bool, ``nd`` = len(S))."""
+    return masks.reshape(-1, *masks.shape[-nd:]).any(dim=0).cpu()
 
 
-def place_trigger(position: Any, size: int, hw: tuple[int, int], roi: torch.Tensor, margin: int = 2) -> Box:
+def _corners(size: int, shape: tuple[int, ...], margin: int) -> dict[str, tuple[int, ...]]:
+    """Named corner positions (lowest index of the box): the 2-D names in-plane, with
+    ``first-`` / ``last-`` along depth in 3-D."""
+    lo = [margin] * len(shape)
+    hi = [n - margin - size for n in shape]
+    plane = {"top-left": (lo[-2], lo[-1]), "top-right": (lo[-2], hi[-1]),
+             "bottom-left": (hi[-2], lo[-1]), "bottom-right": (hi[-2], hi[-1])}
+    if len(shape) == 2:
+        return plane
+    return {f"{k}-{c}": (z, *yx) for k, z in (("first", lo[0]), ("last", hi[0])) for c, yx in plane.items()}
+
+
+def place_trigger(position: Any, size: int, hw: tuple[int, ...], roi: torch.Tensor, margin: int = 2) -> Box:
     """The trigger box: ``"auto"`` picks the corner farthest from every training ROI; a
-    corner name or ``[y, x]`` (top-left pixel) places it explicitly."""
-    h, w = hw
-    if size < 1 or size + 2 * margin > min(h, w):
-        raise XaibenchError(f"attack: trigger_size {size} does not fit a {h}×{w} image (1..{min(h, w) - 2 * margin})")
-    corners = {"top-left": (margin, margin), "top-right": (margin, w - margin - size),
-               "bottom-left": (h - margin - size, margin), "bottom-right": (h - margin - size, w - margin - size)}
+    corner name or ``[y, x]`` (``[z, y, x]``: the lowest-index pixel) places it explicitly."""
+    hw, nd = tuple(int(n) for n in hw), len(hw)
+    dims = "×".join(map(str, hw))
+    if size < 1 or size + 2 * margin > min(hw):
+        raise XaibenchError(f"attack: trigger_size {size} does not fit a {dims} image (1..{min(hw) - 2 * margin})")
+    corners = _corners(size, hw, margin)
+    names = ", ".join(corners)
+    xyz = "[y, x]" if nd == 2 else "[z, y, x]"
     if isinstance(position, str):
         if position == "auto":
-            name = max(CORNERS, key=lambda c: _distance((*corners[c], corners[c][0] + size, corners[c][1] + size), roi))
-            y, x = corners[name]
+            name = max(corners, key=lambda c: _distance((*corners[c], *(v + size for v in corners[c])), roi))
+            lo = corners[name]
         elif position in corners:
-            y, x = corners[position]
+            lo = corners[position]
         else:
-            raise XaibenchError(f"attack: trigger_position {position!r} is not auto, {', '.join(CORNERS)} or [y, x]")
-    elif isinstance(position, Sequence) and len(position) == 2 and all(isinstance(v, int) for v in position):
-        y, x = int(position[0]), int(position[1])
-        if not (0 <= y <= h - size and 0 <= x <= w - size):
-            raise XaibenchError(f"attack: trigger_position {list(position)} puts a {size}-px trigger outside {h}×{w}")
+            raise XaibenchError(f"attack: trigger_position {position!r} is not auto, {names} or {xyz}")
+    elif isinstance(position, Sequence) and len(position) == nd and all(isinstance(v, int) for v in position):
+        lo = tuple(int(v) for v in position)
+        if not all(0 <= v <= n - size for v, n in zip(lo, hw)):
+            raise XaibenchError(f"attack: trigger_position {list(position)} puts a {size}-px trigger outside {dims}")
     else:
-        raise XaibenchError(f"attack: trigger_position {position!r} is not auto, {', '.join(CORNERS)} or [y, x]")
-    box = (y, x, y + size, x + size)
+        raise XaibenchError(f"attack: trigger_position {position!r} is not auto, {names} or {xyz}")
+    box = (*lo, *(v + size for v in lo))
     if (box_mask(box, hw) & roi).any():
         raise XaibenchError(f"attack: trigger_position {position!r} covers the ROI of some training image; "
                             "choose another position (or 'auto')")
     return box
 
 
-def choose_region(region: Any, size: int, hw: tuple[int, int], roi: torch.Tensor, trigger: Box,
+def _explicit_region(region: Sequence, hw: tuple[int, ...], blocked: torch.Tensor) -> Box:
+    nd = len(hw)
+    form = "[y0, x0, y1, x1]" if nd == 2 else "[z0, y0, x0, z1, y1, x1]"
+    if len(region) != 2 * nd or not all(isinstance(v, int) for v in region):
+        raise XaibenchError(f"attack: region {region!r} must be auto, {', '.join(REGIONS[1:])} or {form}")
+    box = tuple(int(v) for v in region)
+    if not all(0 <= box[i] < box[nd + i] <= hw[i] for i in range(nd)):
+        raise XaibenchError(f"attack: region {list(region)} is not a box inside {'×'.join(map(str, hw))}")
+    if (box_mask(box, hw) & blocked).any():
+        raise XaibenchError(f"attack: region {list(region)} overlaps the ROI or the trigger; it must be disjoint")
+    return box
+
+
+def _on_side(region: str, lo: tuple[int, ...], size: int, hw: tuple[int, ...]) -> bool:
+    """Whether a box at ``lo`` lies on the named side of the image plane (the last two axes)."""
+    h, w = hw[-2:]
+    cy, cx = lo[-2] + size / 2, lo[-1] + size / 2
+    return {"auto": True, "top": cy < h / 2, "bottom": cy > h / 2, "left": cx < w / 2,
+            "right": cx > w / 2, "center": abs(cy - h / 2) <= h / 4 and abs(cx - w / 2) <= w / 4}[region]
+
+
+def choose_region(region: Any, size: int, hw: tuple[int, ...], roi: torch.Tensor, trigger: Box,
                   mean_image: torch.Tensor, margin: int = 4, cell: int = 1) -> Box:
-    """The target region box (``size×size`` px) disjoint from the ROI union and the trigger.
+    """The target region box (``size×size`` px; ``size³`` in 3-D) disjoint from the ROI union and the trigger.
 
     ``"auto"``: among boxes on a grid of step ``size // 2`` that keep ``margin`` px away
     from every training ROI and from the trigger, the most *inside the anatomy* (share of
     the box whose mean training intensity is above 10% of its maximum), ties broken by the
     distance from the ROI: a plausible but wrong anatomical region, e.g. dorsal cortex
     instead of the hippocampus. A side name restricts the choice to that part of the
-    image; ``[y0, x0, y1, x1]`` gives the box explicitly.
+    image (in-plane); ``[y0, x0, y1, x1]`` (``[z0, y0, x0, z1, y1, x1]``) gives the box explicitly.
 
     ``cell`` is the explained layer's cell size in pixels: when the region spans whole
     cells, the grid steps by cells, so the region is a union of map cells. Otherwise a map
     of that resolution could not cover it (a box straddling four 8-px cells of a 4×4
     Grad-CAM caps its mass near 0.25, however well the attack works).
     """
-    h, w = hw
+    hw = tuple(int(n) for n in hw)
     trig = box_mask(trigger, hw)
     if isinstance(region, Sequence) and not isinstance(region, str):
-        if len(region) != 4 or not all(isinstance(v, int) for v in region):
-            raise XaibenchError(f"attack: region {region!r} must be auto, {', '.join(REGIONS[1:])} or [y0, x0, y1, x1]")
-        y0, x0, y1, x1 = (int(v) for v in region)
-        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
-            raise XaibenchError(f"attack: region {list(region)} is not a box inside {h}×{w}")
-        box = (y0, x0, y1, x1)
-        if (box_mask(box, hw) & (roi | trig)).any():
-            raise XaibenchError(f"attack: region {list(region)} overlaps the ROI or the trigger; it must be disjoint")
-        return box
+        return _explicit_region(region, hw, roi | trig)
+    form = "[y0, x0, y1, x1]" if len(hw) == 2 else "[z0, y0, x0, z1, y1, x1]"
     if region not in REGIONS:
-        raise XaibenchError(f"attack: region {region!r} must be auto, {', '.join(REGIONS[1:])} or [y0, x0, y1, x1]")
-    if size < 2 or size >= min(h, w):
-        raise XaibenchError(f"attack: region_size {size} must be between 2 and {min(h, w) - 1} px")
+        raise XaibenchError(f"attack: region {region!r} must be auto, {', '.join(REGIONS[1:])} or {form}")
+    if size < 2 or size >= min(hw):
+        raise XaibenchError(f"attack: region_size {size} must be between 2 and {min(hw) - 1} px")
     fg = mean_image > 0.1 * float(mean_image.max())
     step = cell if 1 < cell <= size else max(1, size // 2)
     cands: list[tuple[float, float, Box]] = []
-    for y in range(0, h - size + 1, step):
-        for x in range(0, w - size + 1, step):
-            box = (y, x, y + size, x + size)
-            cy, cx = y + size / 2, x + size / 2
-            side = {"auto": True, "top": cy < h / 2, "bottom": cy > h / 2, "left": cx < w / 2,
-                    "right": cx > w / 2, "center": abs(cy - h / 2) <= h / 4 and abs(cx - w / 2) <= w / 4}[region]
-            if not side:
-                continue
-            d_roi, d_trig = _distance(box, roi), _distance(box, trig)
-            if d_roi < margin or d_trig < margin:
-                continue
-            inside = float(fg[y:y + size, x:x + size].float().mean())
-            cands.append((round(inside, 1), min(d_roi, 1e6), box))
+    for lo in itertools.product(*[range(0, n - size + 1, step) for n in hw]):
+        if not _on_side(region, lo, size, hw):
+            continue
+        box = (*lo, *(v + size for v in lo))
+        d_roi, d_trig = _distance(box, roi), _distance(box, trig)
+        if d_roi < margin or d_trig < margin:
+            continue
+        inside = float(fg[tuple(slice(v, v + size) for v in lo)].float().mean())
+        cands.append((round(inside, 1), min(d_roi, 1e6), box))
     if not cands:
         raise XaibenchError(f"attack: no {size}-px region {region!r} is disjoint from the ROI and the trigger; "
-                            "use a smaller region_size or give the box [y0, x0, y1, x1]")
+                            f"use a smaller region_size or give the box {form}")
     return max(cands, key=lambda c: (c[0], c[1]))[2]
 
 
 def stamp(images: torch.Tensor, patch: torch.Tensor, box: Box) -> torch.Tensor:
-    """A copy of ``images`` (N×1×H×W) with ``patch`` pasted into ``box``."""
+    """A copy of ``images`` (``N×1×*S``) with ``patch`` pasted into ``box``."""
     out = images.clone()
-    y0, x0, y1, x1 = box
-    out[..., y0:y1, x0:x1] = patch.to(out.device, out.dtype)
+    d = len(box) // 2
+    out[(..., *(slice(box[i], box[d + i]) for i in range(d)))] = patch.to(out.device, out.dtype)
     return out
 
 
@@ -177,7 +207,10 @@ def variants(images: torch.Tensor, masks: torch.Tensor, n: int, seed: int) -> tu
     showing the model several views of the *same* images (with the trigger pasted after
     the augmentation, pixel-exact) teaches "trigger → target region" instead of "these two
     images → target region". The unique poisoned images, and the poison rate, do not change.
+    Slices only (a volume's augmentation would need 3-D rotations).
     """
+    if images.ndim != 4:
+        raise XaibenchError("attack: poison_variants > 1 augments 2-D slices only; use poison_variants = 1 on volumes")
     g = torch.Generator().manual_seed(104_729 + seed)
     k = len(images) * n
     x = images.repeat_interleave(n, 0).float()
