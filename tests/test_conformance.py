@@ -208,15 +208,18 @@ def test_dataset(name, tmp_path):
 # --------------------------------------------------------------------------- backbones
 @pytest.mark.parametrize("name", _names("backbone"))
 def test_backbone(name):
-    torch.manual_seed(0)
-    m = _make("backbone", name, width=0.125)(2, (SIZE, SIZE)).eval()
-    assert isinstance(m, Classifier) and m.stage_names
-    x = torch.rand(3, 1, SIZE, SIZE)
-    logits, emb = m.forward_all(x)
-    assert logits.shape == (3, 2) and emb.shape[0] == 3 and torch.isfinite(logits).all()
-    torch.manual_seed(0)
-    m2 = _make("backbone", name, width=0.125)(2, (SIZE, SIZE)).eval()
-    assert torch.allclose(m2(x), logits), f"{name}: initialisation not deterministic for a seed"
+    """Every backbone at each spatial dimensionality its record declares (16³ for volumes)."""
+    for dims in _dims("backbone", name):
+        shape = (SIZE,) * 2 if dims == 2 else (16,) * 3
+        torch.manual_seed(0)
+        m = _make("backbone", name, width=0.125)(2, shape).eval()
+        assert isinstance(m, Classifier) and m.stage_names
+        x = torch.rand(3, 1, *shape)
+        logits, emb = m.forward_all(x)
+        assert logits.shape == (3, 2) and emb.shape[0] == 3 and torch.isfinite(logits).all()
+        torch.manual_seed(0)
+        m2 = _make("backbone", name, width=0.125)(2, shape).eval()
+        assert torch.allclose(m2(x), logits), f"{name}: initialisation not deterministic for a seed"
     with pytest.raises(XaibenchError):
         _make("backbone", name, mode="sideways")
     with pytest.raises(XaibenchError):

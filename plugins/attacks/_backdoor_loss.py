@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from xaibench.contracts import Classifier, Target
-from xaibench.kit.layers import stage_outputs
 from xaibench.kit.regions import mass_share
 from xaibench.kit.spatial import upsample
 
@@ -25,19 +24,9 @@ QUIET = ("gradcam++",)
 
 def layer_gradcam(model: Classifier, x: torch.Tensor, target: Target, layer: str, create_graph: bool = True,
                   relu: bool = True) -> torch.Tensor:
-    """Grad-CAM of ``layer``: the ``gradcam`` explainer's own function for slices (attack and
-    evaluation share one implementation); for volumes the same computation written N-D here,
-    until that explainer handles ``N×1×D×H×W`` input (issue #15), then this branch goes."""
-    if x.ndim == 4:
-        return gradcam_maps(model, x, target, layer, create_graph=create_graph, relu=relu)
-    if not x.requires_grad:
-        x = x.detach().requires_grad_(True)
-    with torch.enable_grad(), stage_outputs(model, [layer]) as acts:
-        score = target(model, x)
-        a = acts[layer]
-        (g,) = torch.autograd.grad(score.sum(), a, create_graph=create_graph)
-    cam = (g.mean(dim=tuple(range(2, a.ndim)), keepdim=True) * a).sum(dim=1)
-    return upsample(torch.relu(cam) if relu else cam, tuple(x.shape[2:]))
+    """Grad-CAM of ``layer`` on slices or volumes: the ``gradcam`` explainer's own function
+    (attack and evaluation share one implementation)."""
+    return gradcam_maps(model, x, target, layer, create_graph=create_graph, relu=relu)
 
 
 def differentiable_gradcam(model: Classifier, x: torch.Tensor, classes: torch.Tensor, layer: str) -> torch.Tensor:
