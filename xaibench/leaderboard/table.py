@@ -177,6 +177,7 @@ FAMILIES = {
     "faithfulness": "faithfulness (removing what the map points at)",
     "attack": "attack transfer and stealth (per explainer)",
     "detection": "detecting triggered inputs (AUROC, triggered vs clean)",
+    "complexity": "complexity (how concentrated the map is)",
     "agreement": "agreement between explainers",
     "stability": "stability",
     "sanity": "sanity (model randomisation)",
