@@ -27,10 +27,10 @@ from .errors import MapsError, warn
 from .contracts import AttackContext, AttackOutcome, DatasetSplits, ExplainContext, ImageSet, Target, TrainResult
 from .plugins import Registry, instantiate, load
 from .store import CellRecord
-from .suite import Entry, Suite
+from .suite import CLEAN_ATTACK, Entry, Suite
 from .training import settings, train
 
-NONE_ATTACK = Entry("attack", "none", {}, "none")
+NONE_ATTACK = Entry("attack", CLEAN_ATTACK, {}, CLEAN_ATTACK)
 
 
 def config_hash(obj: Any) -> str:
@@ -69,6 +69,11 @@ class ModelTask:
     def model_keys(self, suite: str) -> dict[str, Any]:
         """Keys of the model's own cell (its values sit in the leaderboard's model table)."""
         return {**self.keys(suite), "explainer": "-", "metric": "model", "split": "clean"}
+
+    @property
+    def attacked(self) -> bool:
+        """Trained through a real attack (it then has a clean reference model of its own)."""
+        return not self.attack.is_clean
 
     def clean(self) -> "ModelTask":
         return ModelTask(self.dataset, self.backbone, NONE_ATTACK, self.seed)
@@ -256,7 +261,7 @@ def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, Att
         train=partial(train, seed=task.seed, device=session.device, builder=builder,
                       progress=session.cfg.progress, desc=desc),
         seed=task.seed, device=session.device,
-        clean_model=None if task.attack.name == "none" else partial(_clean_copy, session, task),
+        clean_model=None if not task.attacked else partial(_clean_copy, session, task),
         batch_size=int(settings(builder)["batch_size"]))
     torch.manual_seed(task.seed)
     outcome = attack.run(ctx)

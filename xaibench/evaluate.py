@@ -122,7 +122,7 @@ class ModelEvaluation:
                    for sp, st in sets.items()}
         explainers = {e.title: (e, s.make(e)) for e in self.explainers}
         maps = _Maps(s, task, model, sets, targets, splits, ctx, {k: v[1] for k, v in explainers.items()})
-        attacked = task.attack.name != "none"
+        attacked = task.attacked
         region = outcome.region.to(dev) if outcome.region is not None else None
         trigger = outcome.trigger.to(dev) if outcome.trigger is not None else None
         for cell in todo:

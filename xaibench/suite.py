@@ -24,6 +24,9 @@ TOP_KEYS = {"name", "description", "seeds", "data_seed", "n_eval", "chunk_size",
 ENTRY_KEYS = {"name", "options", "label", "sweep", "explainers"}  # "explainers": metrics only
 TARGET_KINDS = ("logit", "margin", "group-direction")
 TARGET_CLASSES = ("label", "predicted")
+CLEAN_ATTACK = "none"
+"""The attack plugin that trains without attacking: the clean model every attacked model is
+compared with. The one place the core names it (its default label is this name too)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,11 @@ class Entry:
     @property
     def title(self) -> str:
         return self.label or self.name
+
+    @property
+    def is_clean(self) -> bool:
+        """An attack entry that trains the clean model (:data:`CLEAN_ATTACK`)."""
+        return self.kind == "attack" and self.name == CLEAN_ATTACK
 
 
 @dataclass(frozen=True)

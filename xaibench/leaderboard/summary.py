@@ -18,6 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ..suite import CLEAN_ATTACK
 from .paired import table_tests
 from .stats import N_BOOT, bootstrap_ci, hierarchical_ci, t_interval
 
@@ -101,11 +102,11 @@ def _lead(first: str):
 
 
 def sort_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    """The documented row order: dataset, backbone, attack ("none" first), explainer
+    """The documented row order: dataset, backbone, attack (the clean attack first), explainer
     (model rows "-" first, then "*", then by name), column — names in natural order."""
     if summary.empty:
         return summary
-    keys = {"dataset": natural, "backbone": natural, "attack": _lead("none"),
+    keys = {"dataset": natural, "backbone": natural, "attack": _lead(CLEAN_ATTACK),
             "explainer": lambda s: ({"-": 0, "*": 1}.get(s, 2), natural(s)), "column": natural}
     order = sorted(range(len(summary)), key=lambda i: tuple(f(summary[k].iloc[i]) for k, f in keys.items()))
     return summary.iloc[order].reset_index(drop=True)
