@@ -25,7 +25,7 @@ from . import __version__
 from .atomic import save_torch as _save_atomic  # the name train_model() uses
 from .errors import MapsError, warn
 from .contracts import AttackContext, AttackOutcome, DatasetSplits, ExplainContext, ImageSet, Target, TrainResult
-from .plugins import Registry, instantiate, load
+from .plugins import Registry, instantiate, load, using_registry
 from .store import CellRecord
 from .suite import CLEAN_ATTACK, Entry, Suite
 from .training import settings, train
@@ -138,7 +138,8 @@ class Session:
             ds = self.make(e)
             cache = self.cache / "datasets"
             cache.mkdir(parents=True, exist_ok=True)
-            self._datasets[key] = ds.load(seed=self.cfg.suite.data_seed, cache_dir=cache)
+            with using_registry(self.registry):  # a dataset built on another finds the run's plugins
+                self._datasets[key] = ds.load(seed=self.cfg.suite.data_seed, cache_dir=cache)
         return self._datasets[key]
 
     def fingerprint(self, e: Entry) -> str:

@@ -60,14 +60,15 @@ class Images:
 
     def test_subset(self, ident: dict, data_seed: int, n_eval: int) -> Any:
         from ..cells import eval_index
-        from ..plugins import instantiate
+        from ..plugins import instantiate, using_registry
 
         key = (ident.get("name"), repr(sorted(ident.get("options", {}).items())), data_seed)
         if key not in self._cache:
             ds = instantiate(self.registry, "dataset", ident["name"], dict(ident.get("options", {})))
             cache = self.out / "cache" / "datasets"
             cache.mkdir(parents=True, exist_ok=True)
-            self._cache[key] = ds.load(seed=data_seed, cache_dir=cache)
+            with using_registry(self.registry):  # the report's --plugin files, for wrapping datasets
+                self._cache[key] = ds.load(seed=data_seed, cache_dir=cache)
         splits = self._cache[key]
         idx = eval_index(splits, n_eval, data_seed)
         return splits, idx
