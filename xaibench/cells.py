@@ -26,6 +26,7 @@ from .atomic import save_torch as _save_atomic  # the name train_model() uses
 from .errors import MapsError, warn
 from .contracts import AttackContext, AttackOutcome, DatasetSplits, ExplainContext, ImageSet, Target, TrainResult
 from .plugins import Registry, instantiate, load, using_registry
+from .facts import sweep_facts
 from .store import CellRecord
 from .suite import CLEAN_ATTACK, Entry, Suite
 from .training import settings, train
@@ -289,7 +290,8 @@ def model_record(session: Session, task: ModelTask, outcome: AttackOutcome, wall
                 ("epochs", None, -1, len(hist.get("val_loss", [])), None, False)],
         extras=[("history", None, hist), ("attack_info", None, dict(outcome.info)),
                 ("dataset_card", None, dict(session.dataset(task.dataset).card))],
-        versions=session.versions(task.dataset, task.backbone, task.attack), git_commit=session.git_commit)
+        versions=session.versions(task.dataset, task.backbone, task.attack), git_commit=session.git_commit,
+        facts=sweep_facts(task.dataset, task.attack))
 
 
 def make_target(kind: str, classes: str, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,

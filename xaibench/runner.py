@@ -18,6 +18,7 @@ from .maps import cached_maps
 from .contracts import MetricInput
 from .dims import explainers_for, skip_notes
 from .evaluate import ModelEvaluation
+from .facts import score_facts
 from .store import CellRecord, Store, score_rows
 
 
@@ -107,7 +108,8 @@ def seed_cells(session: Session, done: set[str]) -> Iterator[CellRecord]:
                             rows, extras = score_rows(scores, f"metric {m.title}")
                             yield from session.drain()
                             yield CellRecord(cid, "metric", keys, config_hash(cfg), cfg, "done", time.perf_counter() - t0, rows,
-                                             extras, versions=versions, git_commit=session.git_commit)
+                                             extras, versions=versions, git_commit=session.git_commit,
+                                             facts=score_facts(session.registry, m, e, scores, f"metric {m.title}"))
                         except KeyboardInterrupt:
                             raise
                         except Exception as exc:

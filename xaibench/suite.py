@@ -39,6 +39,8 @@ class Entry:
     options: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""
     only: tuple[str, ...] = ()  # a metric applied to these explainers only (empty: all)
+    sweep_of: str = ""  # a swept entry: the label it was expanded from (without the swept values)
+    swept: tuple[str, ...] = ()  # a swept entry: the options its sweep varies
 
     @property
     def key(self) -> str:
@@ -122,10 +124,11 @@ def _entries(where: str, key: str, raw: Any) -> tuple[Entry, ...]:
             tag = ",".join(f"{k}={v}" for k, v in zip(names, combo))
             if "label" in item and (why := bad_label(item["label"])):
                 raise _fail(where, f"{at}.label: {why}")
-            label = str(item.get("label", item["name"])) + (f"[{tag}]" if tag else "")
+            label = str(item.get("label", item["name"])) + (f"[{tag}]" if tag else "")  # for display
             if (why := bad_label(label)) is not None:
                 raise _fail(where, f"{at}: label {why}")
-            out.append(Entry(kind, str(item["name"]), o, label, tuple(only)))
+            base = str(item.get("label", item["name"]))
+            out.append(Entry(kind, str(item["name"]), o, label, tuple(only), base if names else "", tuple(names)))
     labels = [e.title for e in out]
     dup = {x for x in labels if labels.count(x) > 1}
     if dup:
