@@ -164,3 +164,27 @@ def test_evidence_is_where_the_corruption_changed_the_image_and_the_twin_shares_
         assert not (ev & ~part.masks.numpy()).any() and ev.any()
         assert torch.equal(part.named_masks["brain"][:n], part.named_masks["brain"][n:])
     assert sp.card["evidence_in_region"] == 1.0 and 0 < sp.card["evidence_area_share"] <= sp.card["region_area_share"]
+
+
+def test_source_from_a_plugin_file_resolves_through_the_runs_registry(tmp_path):
+    """A ``--plugin`` dataset as ``source``: the run's session loads it (before, the wrapper
+    re-loaded the installed plugins only and the name was unknown)."""
+    from xaibench.cells import RunConfig, Session
+    from xaibench.plugins import current_registry, using_registry
+    from xaibench.suite import Entry, parse
+
+    from .conftest import TOY_PLUGIN
+
+    suite = parse({"name": "t", "datasets": ["toy-blobs"], "backbones": ["resnet18"], "attacks": ["none"],
+                   "explainers": ["random"], "metrics": ["accuracy"]}, "test")
+    session = Session(RunConfig(suite, tmp_path, (str(TOY_PLUGIN),), progress=False))
+    entry = Entry("dataset", "corrupted-control", {"source": "toy-blobs", "source_options": {"n": 40},
+                                                   "corruption": "zero", "strength": 1.0})
+    sp = session.dataset(entry)
+    src = session.dataset(Entry("dataset", "toy-blobs", {"n": 40}))
+    n = len(sp.train) // 2
+    assert sp.train.images.shape[-2:] == src.train.images.shape[-2:]
+    assert torch.equal(sp.train.images[:n], src.train.images[src.train.labels == 0])  # group A, untouched
+    assert "toy-blobs" not in current_registry().names("dataset")  # outside a run: installed plugins only
+    with using_registry(session.registry):
+        assert "toy-blobs" in current_registry().names("dataset")

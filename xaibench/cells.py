@@ -25,12 +25,13 @@ from . import __version__
 from .atomic import save_torch as _save_atomic  # the name train_model() uses
 from .errors import MapsError, warn
 from .contracts import AttackContext, AttackOutcome, DatasetSplits, ExplainContext, ImageSet, Target, TrainResult
-from .plugins import Registry, instantiate, load
+from .plugins import Registry, instantiate, load, using_registry
+from .facts import sweep_facts
 from .store import CellRecord
-from .suite import Entry, Suite
+from .suite import CLEAN_ATTACK, Entry, Suite
 from .training import fast_layout, settings, train
 
-NONE_ATTACK = Entry("attack", "none", {}, "none")
+NONE_ATTACK = Entry("attack", CLEAN_ATTACK, {}, CLEAN_ATTACK)
 
 
 def config_hash(obj: Any) -> str:
@@ -69,6 +70,11 @@ class ModelTask:
     def model_keys(self, suite: str) -> dict[str, Any]:
         """Keys of the model's own cell (its values sit in the leaderboard's model table)."""
         return {**self.keys(suite), "explainer": "-", "metric": "model", "split": "clean"}
+
+    @property
+    def attacked(self) -> bool:
+        """Trained through a real attack (it then has a clean reference model of its own)."""
+        return not self.attack.is_clean
 
     def clean(self) -> "ModelTask":
         return ModelTask(self.dataset, self.backbone, NONE_ATTACK, self.seed)
@@ -133,7 +139,8 @@ class Session:
             ds = self.make(e)
             cache = self.cache / "datasets"
             cache.mkdir(parents=True, exist_ok=True)
-            self._datasets[key] = ds.load(seed=self.cfg.suite.data_seed, cache_dir=cache)
+            with using_registry(self.registry):  # a dataset built on another finds the run's plugins
+                self._datasets[key] = ds.load(seed=self.cfg.suite.data_seed, cache_dir=cache)
         return self._datasets[key]
 
     def fingerprint(self, e: Entry) -> str:
@@ -256,7 +263,7 @@ def train_model(session: Session, task: ModelTask) -> tuple[torch.nn.Module, Att
         train=partial(train, seed=task.seed, device=session.device, builder=builder,
                       progress=session.cfg.progress, desc=desc),
         seed=task.seed, device=session.device,
-        clean_model=None if task.attack.name == "none" else partial(_clean_copy, session, task),
+        clean_model=None if not task.attacked else partial(_clean_copy, session, task),
         batch_size=int(settings(builder)["batch_size"]))
     torch.manual_seed(task.seed)
     outcome = attack.run(ctx)
@@ -283,7 +290,8 @@ def model_record(session: Session, task: ModelTask, outcome: AttackOutcome, wall
                 ("epochs", None, -1, len(hist.get("val_loss", [])), None, False)],
         extras=[("history", None, hist), ("attack_info", None, dict(outcome.info)),
                 ("dataset_card", None, dict(session.dataset(task.dataset).card))],
-        versions=session.versions(task.dataset, task.backbone, task.attack), git_commit=session.git_commit)
+        versions=session.versions(task.dataset, task.backbone, task.attack), git_commit=session.git_commit,
+        facts=sweep_facts(task.dataset, task.attack))
 
 
 def make_target(kind: str, classes: str, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,

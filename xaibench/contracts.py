@@ -272,6 +272,9 @@ class Score:
     ``values`` holds one number per image (``N``) or a single aggregate (length 1).
     ``chance`` is the expected value of a uniformly random map on the same inputs.
     ``explainer`` is set only by metrics that score several explainers at once.
+    ``param`` marks one level of a swept metric parameter, ``(name, value)`` as the score's
+    name shows it (``("q", 5.0)`` for ``delta-t@5%``, see ``kit.pct_param``): the report draws
+    the scores of one metric that share the parameter as a curve over it.
     """
 
     name: str
@@ -280,6 +283,7 @@ class Score:
     chance: float | None = None
     explainer: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # curves etc., JSON-able
+    param: tuple[str, float] | None = None  # one level of a swept metric parameter
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from .maps import MapsError, cached_maps
 from .contracts import MetricInput
 from .dims import explainers_for
 from .errors import StorageError
+from .facts import score_facts
 from .store import CellRecord, score_rows
 from .suite import Entry
 
@@ -122,7 +123,7 @@ class ModelEvaluation:
                    for sp, st in sets.items()}
         explainers = {e.title: (e, s.make(e)) for e in self.explainers}
         maps = _Maps(s, task, model, sets, targets, splits, ctx, {k: v[1] for k, v in explainers.items()})
-        attacked = task.attack.name != "none"
+        attacked = task.attacked
         region = outcome.region.to(dev) if outcome.region is not None else None
         trigger = outcome.trigger.to(dev) if outcome.trigger is not None else None
         for cell in todo:
@@ -153,8 +154,10 @@ class ModelEvaluation:
                 scores = s.make(cell.metric).score(metric_input)
                 yield from s.drain()
                 rows, extras = score_rows(scores, f"metric {cell.metric.title}")
+                facts = score_facts(s.registry, cell.metric, cell.explainer, scores, f"metric {cell.metric.title}")
                 yield CellRecord(cell.cell_id, "metric", keys, config_hash(cell.config), cell.config, "done",
-                                 time.perf_counter() - t0, rows, extras, versions=versions, git_commit=s.git_commit)
+                                 time.perf_counter() - t0, rows, extras, versions=versions, git_commit=s.git_commit,
+                                 facts=facts)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # a failing cell is recorded; the run goes on

@@ -18,6 +18,7 @@ from .atomic import atomic_write, save_torch
 from .cells import ModelTask, Session, cell_id, config_hash, failed_record
 from .contracts import ExplainContext, ImageSet, Target
 from .errors import MapsError, warn
+from .facts import plugin_facts, score_facts
 from .store import CellRecord, score_rows
 from .suite import Entry
 
@@ -81,7 +82,8 @@ def cached_maps(session: Session, task: ModelTask, model: torch.nn.Module, e: En
             out = _load_maps(path, st, e.title, dev)
             if out is not None:
                 if rec is not None:
-                    session.pending.append(replace(rec, cell_id=cid, keys=keys))
+                    session.pending.append(replace(rec, cell_id=cid, keys=keys,
+                                                   facts=rec.facts or plugin_facts(session.registry, explainer=e)))
                     session.stored.add(cid)
                 return out
     t0 = time.perf_counter()
@@ -98,10 +100,13 @@ def cached_maps(session: Session, task: ModelTask, model: torch.nn.Module, e: En
     if record:
         rows: list = [("seconds_per_image", None, -1, wall / max(1, len(st)), None, False)]
         describe = getattr(explainer, "describe", None)
+        described = []
         if describe is not None and split == "clean":  # e.g. the IoU ceiling of a layer map
-            rows += score_rows(describe(model, st.images.to(dev), st.masks.to(dev)), f"explainer {e.title}")[0]
+            described = describe(model, st.images.to(dev), st.masks.to(dev))
+            rows += score_rows(described, f"explainer {e.title}")[0]
+        facts = score_facts(session.registry, None, e, described, f"explainer {e.title}")
         rec = CellRecord(cid, "maps", keys, mh, mcfg, "done", wall, rows, versions=session.versions(e),
-                         git_commit=session.git_commit)
+                         git_commit=session.git_commit, facts=facts)
         atomic_write(sidecar, rec.to_json())  # before the maps: a cache hit always finds it
     save_torch(out.cpu(), path)
     if rec is not None:

@@ -11,7 +11,9 @@ import importlib.util
 import re
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -168,6 +170,34 @@ def load(plugin_files: Iterable[str | Path] = (), *, extra: Iterable[object] = (
     for obj in extra:
         pm.register(obj, name=f"extra-{id(obj)}", provider=repr(obj))
     return pm.registry()
+
+
+_CURRENT: ContextVar[Registry | None] = ContextVar("xaibench_registry", default=None)
+_INSTALLED: list[Registry] = []  # the installed plugins' registry, loaded once when first asked for
+
+
+@contextmanager
+def using_registry(reg: Registry) -> Iterator[Registry]:
+    """Make ``reg`` what :func:`current_registry` returns inside the block: the runner (and
+    the report) load datasets inside it, so a dataset that builds on another one finds the
+    run's ``--plugin`` plugins too."""
+    token = _CURRENT.set(reg)
+    try:
+        yield reg
+    finally:
+        _CURRENT.reset(token)
+
+
+def current_registry() -> Registry:
+    """The registry of the run that is calling this plugin (built-ins, installed plugins and
+    the run's ``--plugin`` files), for plugins that resolve other plugins by name (e.g. a
+    dataset wrapping a ``source`` dataset); outside a run, the installed plugins."""
+    reg = _CURRENT.get()
+    if reg is not None:
+        return reg
+    if not _INSTALLED:
+        _INSTALLED.append(load())
+    return _INSTALLED[0]
 
 
 def instantiate(reg: Registry, kind: str, name: str, options: dict[str, Any] | None = None) -> Any:

@@ -21,6 +21,7 @@ from .contracts import MetricInput
 from .dims import explainers_for, skip_notes
 from .errors import StorageError
 from .evaluate import ModelEvaluation
+from .facts import score_facts
 from .store import CellRecord, Store, score_rows
 
 
@@ -132,7 +133,9 @@ def seed_cells(session: Session, done: set[str]) -> Iterator[CellRecord]:
             rows, extras = score_rows(scores, f"metric {cell.metric.title}")
             yield from session.drain()
             yield CellRecord(cell.cell_id, "metric", cell.keys, config_hash(cell.config), cell.config, "done",
-                             time.perf_counter() - t0, rows, extras, versions=versions, git_commit=session.git_commit)
+                             time.perf_counter() - t0, rows, extras, versions=versions, git_commit=session.git_commit,
+                             facts=score_facts(session.registry, cell.metric, cell.explainer, scores,
+                                               f"metric {cell.metric.title}"))
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - recorded as a failed cell

@@ -60,7 +60,8 @@ CREATE TABLE IF NOT EXISTS cells (
     explainer TEXT, metric TEXT, split TEXT,
     config_hash TEXT, config TEXT,
     status TEXT NOT NULL,          -- done | failed
-    error TEXT, wall_time REAL, finished_at TEXT, versions TEXT, git_commit TEXT
+    error TEXT, wall_time REAL, finished_at TEXT, versions TEXT, git_commit TEXT,
+    facts TEXT                     -- JSON, not hashed: what readers need about the cell's plugins
 );
 CREATE TABLE IF NOT EXISTS cell_values (
     cell_id TEXT NOT NULL REFERENCES cells(cell_id) ON DELETE CASCADE,
@@ -74,6 +75,8 @@ CREATE TABLE IF NOT EXISTS extras (
 );
 """
 
+CELL_COLUMNS = ("cell_id", "kind", "suite", "dataset", "backbone", "attack", "seed", "explainer", "metric", "split",
+                "config_hash", "config", "status", "error", "wall_time", "finished_at", "versions", "git_commit", "facts")
 KEY_COLUMNS = ("suite", "dataset", "backbone", "attack", "seed", "explainer", "metric", "split")
 
 
@@ -93,6 +96,10 @@ class CellRecord:
     error: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     git_commit: str | None = None
+    # Plain data about the cell's plugins that readers need without loading them (a results
+    # folder never runs code): the metric's ``family``, the explainer's ``baseline`` kind, the
+    # swept ``params`` of its scores, a swept dataset's ``sweep``. Not part of the cell's hash.
+    facts: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """Plain JSON (NaN and ±inf as JSON's NaN/Infinity): records on disk are never pickled,
@@ -112,7 +119,8 @@ class CellRecord:
             rec = cls(**d)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"not a cell record ({exc})") from None
-        if not isinstance(rec.cell_id, str) or not isinstance(rec.keys, dict) or not isinstance(rec.config, dict):
+        if not isinstance(rec.cell_id, str) or not isinstance(rec.keys, dict) or not isinstance(rec.config, dict) \
+                or not isinstance(rec.facts, dict):
             raise ValueError("not a cell record (cell_id, keys, config)")
         return rec
 
@@ -149,6 +157,8 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
+            if "facts" not in {r[1] for r in self.db.execute("PRAGMA table_info(cells)")}:
+                self.db.execute("ALTER TABLE cells ADD COLUMN facts TEXT")  # a store written before facts
         except (sqlite3.Error, OSError) as exc:
             raise _db_error(exc, Path(path)) from None
 
@@ -170,10 +180,11 @@ class Store:
             self.db.execute("DELETE FROM cells WHERE kind = ? AND " + " AND ".join(f"{c} IS ?" for c in KEY_COLUMNS),
                             (rec.kind, *(k.get(c) for c in KEY_COLUMNS)))
             self.db.execute(
-                "INSERT INTO cells VALUES (" + ",".join("?" * 18) + ")",
+                f"INSERT INTO cells ({','.join(CELL_COLUMNS)}) VALUES ({','.join('?' * len(CELL_COLUMNS))})",
                 (rec.cell_id, rec.kind, *(k.get(c) for c in KEY_COLUMNS), rec.config_hash,
                  json.dumps(rec.config, sort_keys=True, default=str), rec.status, rec.error, rec.wall_time,
-                 time.strftime("%Y-%m-%dT%H:%M:%S"), json.dumps(rec.versions, sort_keys=True), rec.git_commit),
+                 time.strftime("%Y-%m-%dT%H:%M:%S"), json.dumps(rec.versions, sort_keys=True), rec.git_commit,
+                 json.dumps(rec.facts, sort_keys=True, default=_json_default) if rec.facts else None),
             )
             self.db.executemany(
                 "INSERT INTO cell_values VALUES (?,?,?,?,?,?,?)",
@@ -207,9 +218,12 @@ class Store:
         return pd.read_sql_query("SELECT * FROM cells", self.db)
 
     def values(self, suite: str | None = None) -> pd.DataFrame:
-        """Every value joined with its cell's keys (one row per image or aggregate)."""
-        q = ("SELECT c.suite, c.dataset, c.backbone, c.attack, c.seed, c.metric, c.split, c.config_hash, "
+        """Every value joined with its cell's keys (one row per image or aggregate), with the
+        facts recorded at run time: ``metric_family`` and the swept ``param_key``/``param_value``
+        (None/NaN for cells stored before facts)."""
+        q = ("SELECT c.cell_id, c.suite, c.dataset, c.backbone, c.attack, c.seed, c.metric, c.split, c.config_hash, "
              "json_extract(c.config, '$.metric.name') AS metric_plugin, "
+             "json_extract(c.facts, '$.family') AS metric_family, "
              "COALESCE(v.explainer, c.explainer) AS explainer, v.name, v.image, v.value, v.chance, "
              "v.higher_is_better, c.versions FROM cell_values v JOIN cells c USING (cell_id) WHERE c.status = 'done'")
         args: tuple = ()
@@ -218,13 +232,22 @@ class Store:
             args = (suite,)
         df = pd.read_sql_query(q, self.db, params=args)
         df["value"] = pd.to_numeric(df["value"], errors="coerce").astype(float)  # NULL = NaN: undefined
-        return df
+        return self._with_params(df)
 
     def extras(self) -> pd.DataFrame:
-        q = ("SELECT c.suite, c.dataset, c.backbone, c.attack, c.seed, c.metric, c.split, "
+        q = ("SELECT c.cell_id, c.suite, c.dataset, c.backbone, c.attack, c.seed, c.metric, c.split, "
              "COALESCE(e.explainer, c.explainer) AS explainer, e.name, e.data "
              "FROM extras e JOIN cells c USING (cell_id) WHERE c.status = 'done'")
-        return pd.read_sql_query(q, self.db)
+        return self._with_params(pd.read_sql_query(q, self.db))
+
+    def _with_params(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``param_key``/``param_value`` of each row's score, from its cell's recorded params."""
+        rows = self.db.execute("SELECT cell_id, json_extract(facts, '$.params') AS p FROM cells "
+                               "WHERE p IS NOT NULL").fetchall()
+        lookup = {(cid, n): p for cid, text in rows for n, p in json.loads(text).items()}
+        got = [lookup.get(k) for k in zip(df["cell_id"], df["name"])]
+        return df.assign(param_key=[p[0] if p else None for p in got],
+                         param_value=[float(p[1]) if p else float("nan") for p in got])
 
     def failures(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM cells WHERE status = 'failed'", self.db)

@@ -24,6 +24,9 @@ TOP_KEYS = {"name", "description", "seeds", "data_seed", "n_eval", "chunk_size",
 ENTRY_KEYS = {"name", "options", "label", "sweep", "explainers"}  # "explainers": metrics only
 TARGET_KINDS = ("logit", "margin", "group-direction")
 TARGET_CLASSES = ("label", "predicted")
+CLEAN_ATTACK = "none"
+"""The attack plugin that trains without attacking: the clean model every attacked model is
+compared with. The one place the core names it (its default label is this name too)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class Entry:
     options: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""
     only: tuple[str, ...] = ()  # a metric applied to these explainers only (empty: all)
+    sweep_of: str = ""  # a swept entry: the label it was expanded from (without the swept values)
+    swept: tuple[str, ...] = ()  # a swept entry: the options its sweep varies
 
     @property
     def key(self) -> str:
@@ -45,6 +50,11 @@ class Entry:
     @property
     def title(self) -> str:
         return self.label or self.name
+
+    @property
+    def is_clean(self) -> bool:
+        """An attack entry that trains the clean model (:data:`CLEAN_ATTACK`)."""
+        return self.kind == "attack" and self.name == CLEAN_ATTACK
 
 
 @dataclass(frozen=True)
@@ -114,10 +124,11 @@ def _entries(where: str, key: str, raw: Any) -> tuple[Entry, ...]:
             tag = ",".join(f"{k}={v}" for k, v in zip(names, combo))
             if "label" in item and (why := bad_label(item["label"])):
                 raise _fail(where, f"{at}.label: {why}")
-            label = str(item.get("label", item["name"])) + (f"[{tag}]" if tag else "")
+            label = str(item.get("label", item["name"])) + (f"[{tag}]" if tag else "")  # for display
             if (why := bad_label(label)) is not None:
                 raise _fail(where, f"{at}: label {why}")
-            out.append(Entry(kind, str(item["name"]), o, label, tuple(only)))
+            base = str(item.get("label", item["name"]))
+            out.append(Entry(kind, str(item["name"]), o, label, tuple(only), base if names else "", tuple(names)))
     labels = [e.title for e in out]
     dup = {x for x in labels if labels.count(x) > 1}
     if dup:

@@ -2,8 +2,9 @@
 
 Group B is group A with a corruption in a known region, so the only thing a classifier can
 learn is that region, and a faithful explanation must point there; the ROI mask of every
-image is the corrupted region. It wraps any installed dataset plugin (``source``, built
-with ``source_options``); only the source's group ``source_group`` is used.
+image is the corrupted region. It wraps any dataset plugin of the run, installed or from
+``--plugin`` (``source``, built with ``source_options``, found through
+``xaibench.plugins.current_registry()``); only the source's group ``source_group`` is used.
 
 Corruptions (``strength`` is one value; sweep it with several dataset entries):
 
@@ -37,7 +38,6 @@ barely changes); ``brain`` is the source's, when it has one.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -64,11 +64,12 @@ def _fail(option: str, what: str) -> XaibenchError:
     return XaibenchError(f"dataset {NAME}: option {option!r} {what}")
 
 
-@lru_cache(maxsize=1)
 def _registry():
-    from xaibench.plugins import load
+    """The run's registry (with its ``--plugin`` files), so ``source`` and ``reference`` may
+    name plugins from a file."""
+    from xaibench.plugins import current_registry
 
-    return load()
+    return current_registry()
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 from xaibench.kit.checks import check_maps
-from xaibench.kit.options import fractions, option_factory, pct, require
+from xaibench.kit.options import fractions, option_factory, pct, pct_param, require
 from xaibench.kit.similarity import spearman, topq_iou
 from xaibench.kit.stats import iou_chance, nanmean
 
@@ -68,7 +68,7 @@ class Agreement:
             out.append(Score("agreement-spearman", nanmean(rho[i, others], 0), True, chance=0.0,
                              explainer=name, extra=matrix if i == 0 else {}))
             out.append(Score(f"agreement-iou@{pct(self.q)}", nanmean(iou[i, others], 0), True,
-                             chance=iou_chance(p, k, k), explainer=name))
+                             chance=iou_chance(p, k, k), explainer=name, param=pct_param(self.q)))
         return out
 
 

@@ -47,7 +47,7 @@ from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 from xaibench.kit.batching import target_scores
 from xaibench.kit.checks import check_maps
-from xaibench.kit.options import fractions, option_factory, pct, require
+from xaibench.kit.options import fractions, option_factory, pct, pct_param, require
 from xaibench.kit.perturb import Filler, random_ranks, removal_scores
 from xaibench.kit.spatial import flat
 from xaibench.kit.stats import nanmean
@@ -146,7 +146,7 @@ class DeltaT:
         out = []
         for j, q in enumerate(qs):
             top, rnd = drop[:, j * per_q], drop[:, j * per_q + 1:(j + 1) * per_q].mean(1)
-            out.append(Score(f"delta-t@{pct(q)}", top - rnd, True, chance=0.0,
+            out.append(Score(f"delta-t@{pct(q)}", top - rnd, True, chance=0.0, param=pct_param(q),
                              extra={"delta_top": float(nanmean(top)), "delta_random": float(nanmean(rnd)),
                                     **base}))
         if self.mask is not None:

@@ -29,7 +29,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 from xaibench.kit.checks import check_maps
-from xaibench.kit.options import fractions, option_factory, pct, require
+from xaibench.kit.options import fractions, option_factory, pct, pct_param, require
 from xaibench.kit.regions import check_mask_name, mask_suffix, named_mask
 from xaibench.kit.spatial import flat
 from xaibench.kit.stats import iou_chances, mean_chance, nan_empty
@@ -63,16 +63,17 @@ def iou_scores(a: torch.Tensor, m: torch.Tensor, qs: tuple[float, ...] | None, n
     """IoU of the top-q pixels of ``a`` (N×P) with ``m`` (N×P bool); one Score per q."""
     n, total = a.shape
     area = m.sum(1)
-    levels = [(name, area)] if qs is None else [
-        (f"{name}@{pct(q)}", torch.full_like(area, max(1, int(round(q * total))))) for q in qs]
+    levels = [(name, area, None)] if qs is None else [
+        (f"{name}@{pct(q)}", torch.full_like(area, max(1, int(round(q * total)))), pct_param(q)) for q in qs]
     out = []
-    for label, k in levels:
+    for label, k, param in levels:
         top = topk_mask(a, k)
         inter = (top & m).sum(1)
         union = (top | m).sum(1)
         vals = nan_empty(inter.double() / union.clamp_min(1).double(), area)
         chance = iou_chances(total, area, k)
-        out.append(Score(label, vals, True, chance=mean_chance(np.where(np.isnan(vals), np.nan, chance))))
+        out.append(Score(label, vals, True, chance=mean_chance(np.where(np.isnan(vals), np.nan, chance)),
+                         param=param))
     return out
 
 

@@ -20,7 +20,7 @@ import xaibench
 from xaibench.contracts import MetricInput, Score
 from xaibench.hookspecs import MetricRecord
 from xaibench.kit.checks import check_maps
-from xaibench.kit.options import fractions, option_factory, pct, require
+from xaibench.kit.options import fractions, option_factory, pct, pct_param, require
 from xaibench.kit.similarity import minmax, spearman, ssim, topq_iou
 from xaibench.kit.stats import iou_chance, nanmean, pairs
 
@@ -54,7 +54,8 @@ class SeedStability:
         return [Score("seed-stability-spearman", nanmean(rho, 0), True, chance=0.0,
                       extra={"seeds": [int(s) for s in seeds]}),
                 Score("seed-stability-ssim", nanmean(ss, 0), True),
-                Score(f"seed-stability-iou@{pct(self.q)}", nanmean(iou, 0), True, chance=iou_chance(p, k, k))]
+                Score(f"seed-stability-iou@{pct(self.q)}", nanmean(iou, 0), True, chance=iou_chance(p, k, k),
+                      param=pct_param(self.q))]
 
 
 @xaibench.hookimpl

@@ -75,7 +75,7 @@ def _all_done(session: Session, task: ModelTask, done: set[str]) -> bool:
     if session.model_cell(task) not in done:
         return False
     cells = {c.cell_id for c in ev.plan(False)}
-    if task.attack.name != "none":
+    if task.attacked:
         cells |= {c.cell_id for c in ev.plan(True)}
     return cells <= done
 
@@ -86,7 +86,7 @@ def plan_calls(cfg: RunConfig, session: Session, done: set[str], opts: WorkerOpt
     tasks = model_tasks(cfg)
     models: dict[str, ModelTask] = {}
     for t in tasks:
-        for m in ([t, t.clean()] if t.attack.name != "none" else [t]):
+        for m in ([t, t.clean()] if t.attacked else [t]):
             models.setdefault(session.model_id(m), m)
     train = []
     for mid, m in models.items():

@@ -203,7 +203,7 @@ def eval_job(key: str, cfg: RunConfig, task: ModelTask, done: frozenset[str], op
             # --force: the models were retrained by stage 1; load them, then recompute maps and cells
             forced = s.cfg  # (with the worker's device)
             s.cfg = replace(forced, force=False)
-            for t in ([task, task.clean()] if task.attack.name != "none" else [task]):
+            for t in ([task, task.clean()] if task.attacked else [task]):
                 try:
                     train_model(s, t)
                 except Exception:  # noqa: BLE001 - run_task records the failure below

@@ -7,7 +7,7 @@ images ``N×1×*S``, maps and per-image masks ``N×*S``, ``S`` of length 2 or 3.
 module                  what it gives
 ======================  ===================================================================
 ``kit.options``         :func:`option_factory` (unknown names → one line), :func:`require`,
-                        :func:`one_of`, :func:`fractions`, :func:`pct`
+                        :func:`one_of`, :func:`fractions`, :func:`pct`, :func:`pct_param`
 ``kit.checks``          :func:`check_images`, :func:`check_maps`, :func:`spatial_shape`,
                         :func:`map_shape`
 ``kit.spatial``         :func:`upsample`, :func:`gaussian_blur` (stated borders),
@@ -36,7 +36,7 @@ from xaibench.atomic import atomic_write
 
 from .batching import RowBatcher, chunks, image_seed, input_gradient, per_chunk, seeded, target_scores
 from .checks import SPATIAL_DIMS, check_images, check_maps, map_shape, spatial_shape
-from .options import fractions, one_of, option_factory, pct, require
+from .options import fractions, one_of, option_factory, pct, pct_param, require
 from .regions import as_masks, box_mask, mask_suffix, mass_share, named_mask
 from .spatial import empty_maps, flat, gaussian_blur, upsample
 from .stats import mean_chance, nan_empty, nanmean
@@ -45,6 +45,6 @@ from .topk import ranks_desc, topk_mask, topk_maps
 __all__ = [
     "SPATIAL_DIMS", "RowBatcher", "as_masks", "atomic_write", "box_mask", "check_images", "check_maps", "chunks",
     "empty_maps", "flat", "fractions", "gaussian_blur", "image_seed", "input_gradient", "map_shape", "mask_suffix",
-    "mass_share", "mean_chance", "named_mask", "nan_empty", "nanmean", "one_of", "option_factory", "pct", "per_chunk",
+    "mass_share", "mean_chance", "named_mask", "nan_empty", "nanmean", "one_of", "option_factory", "pct", "pct_param", "per_chunk",
     "ranks_desc", "require", "seeded", "spatial_shape", "target_scores", "topk_mask", "topk_maps", "upsample",
 ]

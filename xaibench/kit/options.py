@@ -54,3 +54,9 @@ def fractions(value: Any, who: str, option: str = "q") -> tuple[float, ...]:
 def pct(q: float) -> str:
     """0.05 -> '5%', 0.005 -> '0.5%' (the display form of a fraction)."""
     return f"{q * 100:.4g}%"
+
+
+def pct_param(q: float) -> tuple[str, float]:
+    """``Score.param`` of a score named with :func:`pct`: ``("q", 5.0)`` for ``@5%`` (the
+    percent the name shows), so the report draws the family over q without parsing names."""
+    return "q", float(pct(q)[:-1])

@@ -14,14 +14,17 @@ from .attack_facts import FACTS_FAMILY, FACTS_PLUGIN, attack_fact_values
 from .cd import cd_figure
 from .render import html_page, latex, markdown
 from .summary import summarise
-from .sweeps import monotonicity_figure
+from .sweeps import dataset_sweeps_of, monotonicity_figure
 from .table import build_tables
 
-TEXT_COLUMNS = ("seeds", "config", "versions", "per_seed", "ci", "baseline", "blocks")
+TEXT_COLUMNS = ("seeds", "config", "versions", "per_seed", "ci", "baseline", "blocks", "sweep")
 NUMBER_COLUMNS = ("mean", "ci_low", "ci_high", "chance", "p_vs_best", "p_vs_prior", "rank", "friedman_p", "cd")
 
 
 def summary_of(out: Path, suite: str | None = None, plugin_files: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The summary of a results folder. Metric families, explainer baselines and sweeps come
+    from the facts each cell recorded at run time; only cells stored before facts fall back to
+    the installed plugins (and ``plugin_files``) — the folder itself never names code to load."""
     db = Path(out) / "results.sqlite"
     if not db.exists():
         raise XaibenchError(f"{out}: no results.sqlite here; run `xaibench run --suite NAME --out {out}` first")
@@ -31,39 +34,57 @@ def summary_of(out: Path, suite: str | None = None, plugin_files: tuple[str, ...
         values = pd.concat([values, attack_fact_values(store.extras(), cells, suite)], ignore_index=True)
     finally:
         store.close()
-    reg = _registry(plugin_files)
-    families = {**metric_families(reg), FACTS_PLUGIN: FACTS_FAMILY}
-    return summarise(values, families, explainer_baselines(cells, reg))
+    reg = _Fallback(plugin_files)
+    old = values["metric_plugin"].notna() & values["metric_family"].isna() & (values["metric_plugin"] != FACTS_PLUGIN)
+    families = {**(metric_families(reg()) if old.any() else {}), FACTS_PLUGIN: FACTS_FAMILY}
+    return summarise(values, families, explainer_baselines(cells, reg), dataset_sweeps_of(cells))
 
 
-def _registry(plugin_files: tuple[str, ...] = ()):
-    from ..plugins import load
+class _Fallback:
+    """The installed registry, loaded only when a cell predates facts (and then once)."""
 
-    return load(plugin_files)
+    def __init__(self, plugin_files: tuple[str, ...]) -> None:
+        self.plugin_files, self._reg = plugin_files, None
+
+    def __call__(self):
+        if self._reg is None:
+            from ..plugins import load
+
+            self._reg = load(self.plugin_files)
+        return self._reg
 
 
 def metric_families(reg) -> dict[str, str]:
-    """Metric plugin name → family, from the registered metric records."""
+    """Metric plugin name → family, from the registered metric records (old cells only)."""
     return {name: getattr(reg.get("metric", name), "family", "other") for name in reg.names("metric")}
 
 
+def _recorded_baseline(facts: object) -> tuple[bool, str | None]:
+    """(recorded?, kind) from a cell's facts JSON."""
+    d = json.loads(facts) if isinstance(facts, str) and facts else {}
+    return ("baseline" in d, d.get("baseline")) if isinstance(d, dict) else (False, None)
+
+
 def explainer_baselines(cells: pd.DataFrame, reg) -> dict[str, str]:
-    """Explainer label → its record's ``baseline`` kind, for labels whose plugin (named in
-    the stored cell configs) is registered with one; labels are what the tables show."""
+    """Explainer label → its ``baseline`` kind, as recorded in the cells' facts (cells stored
+    before facts: from the record of the plugin named in the cell config, if registered;
+    ``reg`` is a registry or a callable returning one, called only then)."""
     out: dict[str, str] = {}
-    known = set(reg.names("explainer"))
-    for label, cfg in zip(cells["explainer"], cells["config"]):
+    facts = cells["facts"] if "facts" in cells else pd.Series([None] * len(cells), index=cells.index)
+    for label, cfg, fact in zip(cells["explainer"], cells["config"], facts):
         if label in out or not cfg or '"explainer"' not in cfg:
             continue
         ident = json.loads(cfg).get("explainer")
         name = ident.get("name") if isinstance(ident, dict) else None
-        if name in known:
-            kind = getattr(reg.get("explainer", name), "baseline", None)
-            mask = (ident.get("options") or {}).get("mask", "roi")
-            if kind == "prior" and isinstance(mask, str) and mask != "roi":
-                kind = f"prior@{mask}"  # the prior of another mask: compared with that mask's columns
-            if kind:
-                out[str(label)] = str(kind)
+        recorded, kind = _recorded_baseline(fact)
+        if not recorded and name is not None:
+            r = reg() if callable(reg) else reg
+            kind = getattr(r.get("explainer", name), "baseline", None) if name in set(r.names("explainer")) else None
+        mask = (ident.get("options") or {}).get("mask", "roi") if isinstance(ident, dict) else "roi"
+        if kind == "prior" and isinstance(mask, str) and mask != "roi":
+            kind = f"prior@{mask}"  # the prior of another mask: compared with that mask's columns
+        if kind:
+            out[str(label)] = str(kind)
     return out
 
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ..suite import CLEAN_ATTACK
 from .paired import table_tests
 from .stats import N_BOOT, bootstrap_ci, hierarchical_ci, t_interval
 
@@ -26,7 +27,7 @@ __all__ = ["SUMMARY_COLUMNS", "N_BOOT", "bootstrap_ci", "summarise", "sort_rows"
 KEYS = ["dataset", "backbone", "attack", "explainer", "column"]
 SUMMARY_COLUMNS = KEYS + ["mean", "ci_low", "ci_high", "n", "seeds", "chance", "higher_is_better", "config",
                           "versions", "family", "n_nan", "per_seed", "ci", "baseline", "p_vs_best", "p_vs_prior",
-                          "rank", "friedman_p", "cd", "blocks"]
+                          "rank", "friedman_p", "cd", "blocks", "sweep"]
 MAPS_FAMILY = "explainer"  # values stored by maps cells (time per image, IoU ceiling), not by a metric
 
 
@@ -101,32 +102,41 @@ def _lead(first: str):
 
 
 def sort_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    """The documented row order: dataset, backbone, attack ("none" first), explainer
+    """The documented row order: dataset, backbone, attack (the clean attack first), explainer
     (model rows "-" first, then "*", then by name), column — names in natural order."""
     if summary.empty:
         return summary
-    keys = {"dataset": natural, "backbone": natural, "attack": _lead("none"),
+    keys = {"dataset": natural, "backbone": natural, "attack": _lead(CLEAN_ATTACK),
             "explainer": lambda s: ({"-": 0, "*": 1}.get(s, 2), natural(s)), "column": natural}
     order = sorted(range(len(summary)), key=lambda i: tuple(f(summary[k].iloc[i]) for k, f in keys.items()))
     return summary.iloc[order].reset_index(drop=True)
 
 
+def _family(plugin: object, recorded: object, families: Mapping[str, str]) -> str:
+    if plugin is None or (isinstance(plugin, float) and np.isnan(plugin)):
+        return MAPS_FAMILY
+    return recorded if isinstance(recorded, str) and recorded else families.get(str(plugin), "other")
+
+
 def summarise(values: pd.DataFrame, families: Mapping[str, str] | None = None,
-              baselines: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """``Store.values()`` → the summary frame. ``families`` maps metric plugin names to
-    their family (unknown plugins: ``other``); ``baselines`` maps explainer labels to
-    their record's baseline kind ("chance", "prior", "model-free")."""
+              baselines: Mapping[str, str] | None = None, sweeps: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """``Store.values()`` → the summary frame. A value's family is the one its cell recorded
+    (``metric_family``); ``families`` maps metric plugin names to their family for cells
+    stored before that (unknown plugins: ``other``); ``baselines`` maps explainer labels to
+    their baseline kind ("chance", "prior", "model-free"); ``sweeps`` dataset labels to their
+    sweep (JSON, see ``sweeps.dataset_sweeps_of``)."""
     if values.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     df = values.copy()
     df["value"] = pd.to_numeric(df["value"], errors="coerce").astype(float)  # stored NULL → NaN, counted
     df["column"] = [column_name(n, s) for n, s in zip(df["name"], df["split"])]
     plugin = df["metric_plugin"] if "metric_plugin" in df else df.get("metric", pd.Series([None] * len(df), index=df.index))
-    df["family"] = [MAPS_FAMILY if m is None or (isinstance(m, float) and np.isnan(m))
-                    else (families or {}).get(m, "other") for m in plugin]
+    recorded = df["metric_family"] if "metric_family" in df else pd.Series([None] * len(df), index=df.index)
+    df["family"] = [_family(m, f, families or {}) for m, f in zip(plugin, recorded)]
     df["baseline"] = [(baselines or {}).get(e, "") or "" for e in df["explainer"]]
     df = df.sort_values(KEYS + ["seed", "image"], kind="stable")  # the bootstrap sees one order
     rows = [_row(key, g) for key, g in df.groupby(KEYS, sort=True, dropna=False)]
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     summary = table_tests(summary, df)
+    summary["sweep"] = [(sweeps or {}).get(d, "") for d in summary["dataset"]]
     return sort_rows(summary)[SUMMARY_COLUMNS]

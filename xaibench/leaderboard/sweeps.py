@@ -3,11 +3,13 @@ positive controls' corruption strength), how each explainer's metrics move with 
 
 The monotonicity of a metric is the Spearman correlation between the option's value and
 the metric's mean over levels (the research protocol: statistic ↑, IoU ↑, ΔT ↑ with
-strength). Labels carry the swept options (``corrupted-control[strength=0.5]``), so this
-works from the published CSV alone.
+strength). The sweep of each dataset (the entry it was expanded from, the option values) is
+read from the store and published in the CSV's ``sweep`` column, so this works from the
+published CSV alone; labels (``corrupted-control[strength=0.5]``) are only displayed.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -22,26 +24,63 @@ COST_COLUMNS = ("seconds_per_image", "train_seconds")  # wall times the cells st
 LABEL = re.compile(r"^(?P<base>[^\[]+)\[(?P<opts>.*)\]$")
 
 
-def parse_label(label: str) -> tuple[str, dict[str, float]]:
+def label_sweep(label: str) -> dict:
+    """The sweep a label names (``corrupted-control[strength=0.5]`` → of ``corrupted-control``,
+    strength 0.5). Only for results stored before sweeps were recorded (cells without facts,
+    CSVs without the ``sweep`` column); everything newer reads the recorded sweep."""
     m = LABEL.match(str(label))
     if not m:
-        return str(label), {}
-    opts = {}
+        return {}
+    levels = {}
     for part in m["opts"].split(","):
         k, _, v = part.partition("=")
         try:
-            opts[k.strip()] = float(v)
+            levels[k.strip()] = float(v)
         except ValueError:
-            opts[k.strip()] = v  # type: ignore[assignment]
-    return m["base"], opts
+            continue  # not a numeric level
+    return {"of": m["base"], "levels": levels}
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def dataset_sweeps_of(cells: pd.DataFrame) -> dict[str, str]:
+    """Dataset label → its sweep as JSON (``{"of": LABEL, "levels": {option: value}}``; "" when
+    not swept), from the model cells: the sweep recorded at run time (the label it was expanded
+    from, the options it varies) and the dataset options stored in the cell config."""
+    out: dict[str, str] = {}
+    models = cells[(cells["kind"] == "model") & (cells["status"] == "done")]
+    facts = models["facts"] if "facts" in models else pd.Series([None] * len(models), index=models.index)
+    for label, cfg, fact in zip(models["dataset"], models["config"], facts):
+        if label in out:
+            continue
+        d = json.loads(fact) if isinstance(fact, str) and fact else {}
+        if "sweep" not in d:
+            sweep = label_sweep(label)  # a cell stored before facts
+        elif "dataset" in d["sweep"]:
+            opts = (json.loads(cfg).get("dataset") or {}).get("options") or {}
+            rec = d["sweep"]["dataset"]
+            sweep = {"of": rec["of"], "levels": {k: float(opts[k]) for k in rec["options"] if _number(opts.get(k))}}
+        else:
+            sweep = {}
+        out[str(label)] = json.dumps(sweep, sort_keys=True) if sweep.get("levels") else ""
+    return out
+
+
+def _sweeps(summary: pd.DataFrame) -> list[dict]:
+    if "sweep" not in summary:  # a CSV written before the sweep column
+        return [label_sweep(x) for x in summary["dataset"]]
+    return [json.loads(x) if isinstance(x, str) and x else {} for x in summary["sweep"]]
 
 
 def dataset_sweeps(summary: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
-    """(base dataset, option, rows with a numeric ``level`` column) for each swept option."""
+    """(swept label, option, rows with a numeric ``level`` column) for each swept option."""
     if summary.empty:
         return []
-    parsed = summary["dataset"].map(parse_label)
-    df = summary.assign(base=[p[0] for p in parsed], opts=[p[1] for p in parsed])
+    sw = _sweeps(summary)
+    df = summary.assign(base=[x.get("of", d) for x, d in zip(sw, summary["dataset"])],
+                        opts=[x.get("levels", {}) for x in sw])
     out = []
     for base, g in df.groupby("base", sort=False):
         keys = {k for o in g["opts"] for k, v in o.items() if isinstance(v, float)}

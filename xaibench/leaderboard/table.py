@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..suite import CLEAN_ATTACK
 from .attack_facts import FACTS, FACTS_FAMILY
 from .model import Column, Ranking, Row, Table, Value
 from .paired import PRIOR_FAMILIES, UNRANKED_FAMILIES, prior_of
@@ -157,9 +158,9 @@ def _footer(g: pd.DataFrame, rank: bool, t: Table | None = None) -> tuple[str, .
 def _with_accuracy_drop(models: pd.DataFrame) -> pd.DataFrame:
     """Add "accuracy drop vs none": the clean model's accuracy minus each model's (points)."""
     acc = models[models["column"] == "accuracy"].set_index("attack")
-    if "none" not in acc.index or len(acc) < 2:
+    if CLEAN_ATTACK not in acc.index or len(acc) < 2:
         return models
-    base = acc.loc["none"]
+    base = acc.loc[CLEAN_ATTACK]
     rows = []
     for attack, r in acc.iterrows():
         d = 100 * (base["mean"] - r["mean"])

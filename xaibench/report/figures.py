@@ -182,23 +182,38 @@ def metric_curves(data: ReportData, sink: Sink) -> dict[str, list[Fig]]:
 AT_Q = re.compile(r"^(?P<base>.+)@(?P<q>[0-9]*\.?[0-9]+)%$")
 
 
+def swept_levels(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``df`` (store values or extras) that are one level of a swept metric
+    parameter, with ``base`` (the family: the metric's label), ``param`` and ``level``, from
+    the ``Score.param`` each cell recorded. Rows stored before params are the one place a
+    name is parsed: ``<metric>@<q>%`` (``delta-t@1%``) is level ``q`` = 1 of ``<metric>``."""
+    if df.empty:
+        return df.assign(base=[], param=[], level=[])
+    key = df["param_key"] if "param_key" in df else pd.Series([None] * len(df), index=df.index)
+    value = df["param_value"] if "param_value" in df else pd.Series(np.nan, index=df.index)
+    parsed = df["name"].astype(str).str.extract(AT_Q.pattern)
+    recorded = key.notna()
+    out = df.assign(base=df["metric"].where(recorded, parsed["base"]), param=key.where(recorded, "q"),
+                    level=pd.to_numeric(value.where(recorded, parsed["q"]), errors="coerce"))
+    return out.dropna(subset=["base", "level"])
+
+
 def value_curves(data: ReportData, sink: Sink) -> dict[str, list[Fig]]:
-    """Curves over q from score families named ``<metric>@<q>%`` (``delta-t@1%``, ``@5%``…):
-    mean ± 95% normal CI over images and seeds, one line per explainer; for ΔT also the
-    two drops it subtracts (top-q and random, from the extras) when stored."""
-    v = data.values
-    parsed = v["name"].str.extract(AT_Q.pattern)
-    v = v.assign(base=parsed["base"], q=pd.to_numeric(parsed["q"], errors="coerce")).dropna(subset=["base", "q"])
+    """Curves over a swept metric parameter (``Score.param``: ``delta-t@1%``, ``@5%``… are
+    levels of q): mean ± 95% normal CI over images and seeds, one line per explainer; for ΔT
+    also the two drops it subtracts (top-q and random, from the extras) when stored."""
+    v = swept_levels(data.values).rename(columns={"level": "q"})
+    extras = swept_levels(data.extras).rename(columns={"level": "q"})
     found: dict[str, list[Fig]] = {}
-    for base, g in v.groupby("base", sort=False):
+    for (base, param), g in v.groupby(["base", "param"], sort=False):
         if g["q"].nunique() < 2:
             continue
         panels = list(g.groupby(["dataset", "backbone", "attack", "split"], sort=False))[:MAX_PANELS]
-        ex = data.extras[data.extras["name"].str.startswith(f"{base}@", na=False)]
+        ex = extras[(extras["base"] == base) & (extras["param"] == param)]
         parts = ex.assign(top=[o.get("delta_top") if isinstance(o, dict) else None for o in ex["obj"]],
-                          rnd=[o.get("delta_random") if isinstance(o, dict) else None for o in ex["obj"]],
-                          q=pd.to_numeric(ex["name"].str.extract(AT_Q.pattern)["q"], errors="coerce")).dropna(
+                          rnd=[o.get("delta_random") if isinstance(o, dict) else None for o in ex["obj"]]).dropna(
             subset=["top", "rnd", "q"]) if not ex.empty else ex
+        xlabel = "q (% of pixels removed)" if param == "q" else str(param)
         rows = 2 if len(parts) else 1
         fig, axes = grid(len(panels) * rows, ncols=len(panels) if rows == 2 and len(panels) <= 4 else 3)
         explainers = list(dict.fromkeys(g["explainer"]))
@@ -211,7 +226,7 @@ def value_curves(data: ReportData, sink: Sink) -> dict[str, list[Fig]]:
                 ax.plot(st["q"], st["mean"], "-o", ms=3, color=col[e], label=e)
                 ax.fill_between(st["q"], st["mean"] - half, st["mean"] + half, color=col[e], alpha=0.12, lw=0)
             ax.axhline(0, color="k", lw=0.6)
-            ax.set_xlabel("q (% of pixels removed)")
+            ax.set_xlabel(xlabel)
             ax.set_ylabel(str(base))
             ax.set_title(f"{ds} / {bb}\nattack {at}" + (f" · {sp}" if sp != "clean" else ""), fontsize=9)
             if rows == 2:
@@ -222,15 +237,15 @@ def value_curves(data: ReportData, sink: Sink) -> dict[str, list[Fig]]:
                     m = ge.groupby("q")[["top", "rnd"]].mean().reset_index().sort_values("q")
                     ax2.plot(m["q"], m["top"], "-o", ms=3, color=col.get(e, "k"), label=f"{e}: top-q")
                     ax2.plot(m["q"], m["rnd"], ":", color=col.get(e, "k"), label=f"{e}: random")
-                ax2.set_xlabel("q (% of pixels removed)")
+                ax2.set_xlabel(xlabel)
                 ax2.set_ylabel("drop of the target")
                 ax2.set_title(f"attack {at}" + (f" · {sp}" if sp != "clean" else "")
                               + ": top-q (solid) vs random (dotted)", fontsize=9)
         axes[0].legend(fontsize=7)
-        cap = (f"{base} over q: mean over images and seeds with a 95% confidence band, one line per explainer"
+        cap = (f"{base} over {param}: mean over images and seeds with a 95% confidence band, one line per explainer"
                + ("; second row: the two drops it subtracts, removing the top-q attributed pixels vs q random "
                   "pixels." if rows == 2 else "."))
-        found.setdefault(section_of(str(base)), []).append(sink.save(fig, f"curves-{base}-over-q", f"{base} over q", cap))
+        found.setdefault(section_of(str(base)), []).append(sink.save(fig, f"curves-{base}-over-{param}", f"{base} over {param}", cap))
     return found
 
 

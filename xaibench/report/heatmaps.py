@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from ..suite import CLEAN_ATTACK  # noqa: E402
 from .data import ReportData  # noqa: E402
 from .figures import Fig, Sink  # noqa: E402
 
@@ -59,14 +60,15 @@ class Images:
 
     def test_subset(self, ident: dict, data_seed: int, n_eval: int) -> Any:
         from ..cells import eval_index
-        from ..plugins import instantiate
+        from ..plugins import instantiate, using_registry
 
         key = (ident.get("name"), repr(sorted(ident.get("options", {}).items())), data_seed)
         if key not in self._cache:
             ds = instantiate(self.registry, "dataset", ident["name"], dict(ident.get("options", {})))
             cache = self.out / "cache" / "datasets"
             cache.mkdir(parents=True, exist_ok=True)
-            self._cache[key] = ds.load(seed=data_seed, cache_dir=cache)
+            with using_registry(self.registry):  # the report's --plugin files, for wrapping datasets
+                self._cache[key] = ds.load(seed=data_seed, cache_dir=cache)
         splits = self._cache[key]
         idx = eval_index(splits, n_eval, data_seed)
         return splits, idx
@@ -100,6 +102,7 @@ def heatmap_grids(data: ReportData, sink: Sink, plugin_files: tuple[str, ...], n
             data.skip(what, f"the dataset could not be loaded ({type(exc).__name__}: {exc}); pass its --plugin file")
             continue
         clean = splits.test.subset(idx)
+        attacked = (models.loc[mid, "cfg"].get("attack") or {}).get("name", CLEAN_ATTACK) != CLEAN_ATTACK
         trig = region = trigger = None
         state_path = data.out / "cache" / "models" / f"{mid}.pt"
         if "triggered" in set(g["split"]) and state_path.exists():
@@ -140,7 +143,7 @@ def heatmap_grids(data: ReportData, sink: Sink, plugin_files: tuple[str, ...], n
                         else:
                             ax.imshow(_norm(m[img_i]), cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
                     _contour(ax, roi, ROI)
-                    if at != "none":
+                    if attacked:
                         _contour(ax, reg, REGION, "dashed")
                         if sp == "triggered":
                             _contour(ax, trg, TRIGGER)
@@ -154,7 +157,7 @@ def heatmap_grids(data: ReportData, sink: Sink, plugin_files: tuple[str, ...], n
         fig.subplots_adjust(wspace=0.03, hspace=0.06)
         cap = (f"Seed {seed}: positive attribution (scaled to its 99.5th percentile, jet) over the image; "
                f"{ROI} contour: the ROI ({splits.roi_name}).")
-        if at != "none":
+        if attacked:
             cap += (f" Dashed {REGION}: the attacker's target region; {TRIGGER}: the trigger. Each image is shown "
                     "clean and with the trigger.")
         figs.append(sink.save(fig, f"heatmaps-{ds}-{bb}-{at}", f"Heatmaps: {ds} / {bb} / attack {at}", cap))
