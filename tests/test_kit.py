@@ -142,10 +142,10 @@ def test_chunks_and_per_chunk_cover_the_batch_in_bounded_passes():
     assert per_chunk(fn, x, target, 2).view(-1).tolist() == [0, 1, 2, 3, 4] and seen == [2, 2, 1]
 
 
-def test_planner_leaves_out_explainers_that_do_not_support_the_datasets_dims():
+def test_planner_leaves_out_explainers_and_metrics_that_do_not_support_the_datasets_dims():
     from types import SimpleNamespace
 
-    from xaibench.dims import explainers_for, fits, skip_notes
+    from xaibench.dims import explainers_for, fits, metrics_for, skip_notes
     from xaibench.suite import Entry
 
     dims = {("dataset", "vol"): (3,), ("dataset", "slices"): (2,), ("explainer", "flat"): (2,),
@@ -153,9 +153,13 @@ def test_planner_leaves_out_explainers_that_do_not_support_the_datasets_dims():
     registry = SimpleNamespace(get=lambda kind, name: SimpleNamespace(spatial_dims=dims[(kind, name)]))
     vol, slices = Entry("dataset", "vol", {}, "vol"), Entry("dataset", "slices", {}, "slices")
     flat_e, any_e = Entry("explainer", "flat", {}, "flat"), Entry("explainer", "any", {}, "any")
-    suite = SimpleNamespace(datasets=[vol, slices], explainers=[flat_e, any_e])
+    dims[("metric", "box")] = (2,)
+    box = Entry("metric", "box", {}, "box")
+    suite = SimpleNamespace(datasets=[vol, slices], explainers=[flat_e, any_e], metrics=[box])
     assert fits(registry, slices, flat_e) and not fits(registry, vol, flat_e) and fits(registry, vol, any_e)
     assert explainers_for(registry, suite, vol) == [any_e]
     assert explainers_for(registry, suite, slices) == [flat_e, any_e]
+    assert metrics_for(registry, suite, vol) == [] and metrics_for(registry, suite, slices) == [box]
     assert skip_notes(registry, suite) == [
-        "skipped explainer flat on dataset vol: the dataset is 3-D, the explainer supports 2-D"]
+        "skipped explainer flat on dataset vol: the dataset is 3-D, the explainer supports 2-D",
+        "skipped metric box on dataset vol: the dataset is 3-D, the metric supports 2-D"]

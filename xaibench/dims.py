@@ -45,14 +45,20 @@ def explainers_for(registry: Registry, suite: Suite, dataset: Entry) -> list[Ent
     return [e for e in suite.explainers if fits(registry, dataset, e)]
 
 
+def metrics_for(registry: Registry, suite: Suite, dataset: Entry) -> list[Entry]:
+    """The suite's metrics that run on ``dataset``, in suite order (a 2-D-only metric is
+    left out on volumes instead of failing or, worse, scoring shapes it does not know)."""
+    return [m for m in suite.metrics if fits(registry, dataset, m)]
+
+
 def skip_notes(registry: Registry, suite: Suite) -> list[str]:
-    """One line per (dataset, explainer) pair the plan leaves out."""
+    """One line per (dataset, explainer or metric) pair the plan leaves out."""
     notes = []
     for d in suite.datasets:
-        for e in suite.explainers:
+        for e in [*suite.explainers, *suite.metrics]:
             if not fits(registry, d, e):
                 want = "/".join(f"{k}-D" for k in dims_of(registry, d))
                 have = "/".join(f"{k}-D" for k in dims_of(registry, e))
-                notes.append(f"skipped explainer {e.title} on dataset {d.title}: the dataset is {want}, "
-                             f"the explainer supports {have}")
+                notes.append(f"skipped {e.kind} {e.title} on dataset {d.title}: the dataset is {want}, "
+                             f"the {e.kind} supports {have}")
     return notes

@@ -20,7 +20,7 @@ from .cells import (ModelTask, Session, cell_id, config_hash, eval_index, explai
                     train_model)
 from .maps import MapsError, cached_maps
 from .contracts import MetricInput
-from .dims import explainers_for
+from .dims import explainers_for, metrics_for
 from .errors import StorageError
 from .facts import score_facts
 from .store import CellRecord, score_rows
@@ -83,7 +83,7 @@ class ModelEvaluation:
         splits = ["clean", "triggered"] if triggered else ["clean"]
         base = {"model": self.mid, "n_eval": self.suite.n_eval, "target": vars(self.suite.target),
                 "data_seed": self.suite.data_seed}
-        for m in self.suite.metrics:
+        for m in metrics_for(self.s.registry, self.suite, self.task.dataset):
             scope = getattr(self.s.make(m), "scope", "explanation")
             if scope == "seeds":
                 continue  # across models: planned by the runner

@@ -18,7 +18,7 @@ from .cells import (ModelTask, RunConfig, Session, cell_id, config_hash, eval_in
                     make_target, train_model)
 from .maps import cached_maps
 from .contracts import MetricInput
-from .dims import explainers_for, skip_notes
+from .dims import explainers_for, fits, skip_notes
 from .errors import StorageError
 from .evaluate import ModelEvaluation
 from .facts import score_facts
@@ -88,6 +88,8 @@ def plan_seed_cells(session: Session) -> list[SeedCell]:
         if getattr(session.make(m), "scope", "") != "seeds":
             continue
         for d, b, a in itertools.product(suite.datasets, suite.backbones, suite.attacks):
+            if not fits(session.registry, d, m):
+                continue
             for e in explainers_for(session.registry, suite, d):
                 if m.only and e.title not in m.only:
                     continue

@@ -20,7 +20,7 @@ maps of the un-attacked model trained with the same seed (``reference_maps``):
 
 Only the clean split of an attacked model has reference maps; elsewhere nothing is scored.
 
-2-D only: scored on the attacks' outputs, which are 2-D (``kit.triggers``).
+Slices and volumes: scored on the attacks' outputs, N×*S on either.
 """
 from __future__ import annotations
 
@@ -106,4 +106,4 @@ class AttackStealth:
 def xaibench_metrics():
     yield MetricRecord("attack-stealth",
                        "clean-map Spearman and ROI-IoU change vs the un-attacked model; target-mass signature test",
-                       option_factory("metric attack-stealth", AttackStealth), family="attack", version="2")
+                       option_factory("metric attack-stealth", AttackStealth), family="attack", version="2", spatial_dims=(2, 3))

@@ -28,7 +28,7 @@ Written here rather than with quantus: quantus' localisation metrics take one ma
 image and re-run the explainer; these metrics need the attack's region, both splits, and
 only the stored maps.
 
-2-D only: attack regions and triggers are boxes on slices (``kit.triggers``).
+Slices and volumes: the region, trigger and maps are N×*S (``kit.triggers`` places 2-D and 3-D boxes).
 """
 from __future__ import annotations
 
@@ -166,4 +166,4 @@ class AttackSuccess:
 def xaibench_metrics():
     yield MetricRecord("attack-success",
                        "explanation attack success (triggered) / false-trigger rate (clean), target IoU and mass",
-                       option_factory("metric attack-success", AttackSuccess), family="attack", version="2")
+                       option_factory("metric attack-success", AttackSuccess), family="attack", version="2", spatial_dims=(2, 3))

@@ -16,7 +16,7 @@ The explanation-backdoor prototype saw IG and gradients keep pointing at the ROI
 triggered inputs while putting ~10× more attribution on the trigger; this metric measures
 whether that is enough to detect the backdoor input by input.
 
-2-D only: trigger footprints are boxes on slices (``kit.triggers``).
+Slices and volumes: trigger footprints are 2-D or 3-D boxes (``kit.triggers``).
 """
 from __future__ import annotations
 
@@ -103,4 +103,4 @@ class Detection:
 def xaibench_metrics():
     yield MetricRecord("detection",
                        "AUROC of telling triggered from clean inputs by trigger mass and explainer disagreement",
-                       option_factory("metric detection", Detection), family="detection")
+                       option_factory("metric detection", Detection), family="detection", spatial_dims=(2, 3))
