@@ -121,3 +121,26 @@ def test_classifier_two_d_unchanged_and_volumes_broadcast():
     assert p.shape == (2, 3, 5, 8, 8)
     assert torch.allclose(p[:, 1], (v[:, 0] - 0.456) / 0.224)
     assert m3(v).shape == (2, 2)
+
+
+def test_deeplift_runs_on_the_3d_backbone_each_activation_used_once():
+    """MONAI's blocks call one ReLU module twice, which captum's DeepLIFT refuses ("a Module
+    ReLU() ... is being used more than once"); the backbone gives each block two."""
+    from xaibench.contracts import ExplainContext, Target
+    from xaibench.plugins import instantiate, load
+
+    reg = load()
+    torch.manual_seed(0)
+    m = instantiate(reg, "backbone", "resnet10-3d", {"width": 0.25, "stem_stride": 2, "max_pool": False})(
+        2, (16, 16, 16)).eval()
+    calls: dict[int, int] = {}
+    hooks = [r.register_forward_hook(lambda mod, i, o: calls.__setitem__(id(mod), calls.get(id(mod), 0) + 1))
+             for r in m.modules() if isinstance(r, torch.nn.ReLU)]
+    x = torch.rand(2, 1, 16, 16, 16)
+    m(x)
+    for h in hooks:
+        h.remove()
+    assert calls and max(calls.values()) == 1
+    e = instantiate(reg, "explainer", "deeplift", {})
+    a = e.explain(m, x, Target("logit", torch.tensor([0, 1])), ExplainContext(reference=x[:1], seed=0))
+    assert a.shape == (2, 16, 16, 16) and torch.isfinite(a).all() and a.abs().sum() > 0

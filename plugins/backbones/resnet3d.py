@@ -25,6 +25,7 @@ Options (suite file ``[[backbones]]`` entries):
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Mapping
@@ -52,6 +53,27 @@ class Trunk3d(ResNet):
         if not self.no_max_pool:
             x = self.maxpool(x)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+class Block3d(ResNetBlock):
+    """MONAI's basic block with its second activation a module of its own (``act_out``).
+
+    Why: MONAI calls one ``act`` module twice per block; captum's DeepLIFT (and any per-module
+    rule) needs each nonlinearity applied once. ReLU has no parameters, so the state dict
+    and MONAI's keys are unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        residual = x if self.downsample is None else self.downsample(x)
+        return self.act_out(out + residual)
+
+
+def _unshare_activations(enc: torch.nn.Module) -> None:
+    for m in enc.modules():
+        if type(m) is ResNetBlock:
+            m.__class__ = Block3d
+            m.act_out = copy.deepcopy(m.act)
 
 
 @dataclass(frozen=True)
@@ -110,6 +132,7 @@ class ResNet3dBuilder:
         for m in enc.modules():  # MONAI's blocks build in-place ReLUs, which break hooks and double backward
             if isinstance(m, torch.nn.ReLU):
                 m.inplace = False
+        _unshare_activations(enc)
         if self.last_stride == 1:  # the first block's strided convolutions (main path and shortcut)
             for conv in (enc.layer4[0].conv1, *(enc.layer4[0].downsample or [])[:1]):
                 conv.stride = (1, 1, 1)
