@@ -216,3 +216,17 @@ window.addEventListener('load', () => {
     assert got["images"] == len(list((full_store / "figures").glob("*.png"))) > 5
     assert got["loaded"] == got["images"]
     assert got["tables"] == n_tables >= 3 and all(n >= 1 for n in got["rows"])
+
+
+def test_volumes_are_drawn_as_the_slice_through_the_roi_centroid():
+    import numpy as np
+
+    from xaibench.report.heatmaps import _cut, centre_slice
+
+    roi = np.zeros((10, 4, 4), bool)
+    roi[6:9, 1:3, 1:3] = True
+    assert centre_slice(roi) == 7 and centre_slice(np.zeros((10, 4, 4), bool)) == 5
+    assert centre_slice(roi[0]) is None  # a slice stays a slice
+    vol = np.arange(160.0).reshape(10, 4, 4)
+    sl = vol[0]
+    assert (_cut(vol, 7) == vol[7]).all() and _cut(sl, None) is sl and _cut(sl, 3) is sl and _cut(None, 3) is None

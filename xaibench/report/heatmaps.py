@@ -39,6 +39,19 @@ def _contour(ax: Any, mask: np.ndarray | None, color: str, style: str = "solid")
         ax.contour(mask.astype(float), levels=[0.5], colors=color, linewidths=0.9, linestyles=style)
 
 
+def centre_slice(roi: np.ndarray) -> int | None:
+    """For a D×H×W volume, the index along D through the ROI's centroid (the middle if the ROI
+    is empty); None for a slice. Volumes are drawn as that one slice."""
+    if roi.ndim != 3:
+        return None
+    zs = np.nonzero(roi.any(axis=(1, 2)))[0]
+    return int(round(zs.mean())) if len(zs) else roi.shape[0] // 2
+
+
+def _cut(a: np.ndarray | None, k: int | None) -> np.ndarray | None:
+    return a if a is None or k is None or a.ndim != 3 else a[k]
+
+
 def pick(labels: np.ndarray, k: int) -> list[int]:
     """``k`` images alternating between the groups (the first of each), in index order."""
     by = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
@@ -131,8 +144,10 @@ def heatmap_grids(data: ReportData, sink: Sink, plugin_files: tuple[str, ...], n
         for i, img_i in enumerate(chosen):
             for j, sp in enumerate(rows_split):
                 row = axes[i * len(rows_split) + j]
-                img = (clean.images if sp == "clean" else trig)[img_i, 0].numpy()
                 roi = clean.masks[img_i].numpy()
+                k = centre_slice(roi)
+                img = _cut((clean.images if sp == "clean" else trig)[img_i, 0].numpy(), k)
+                roi = _cut(roi, k)
                 for c, ax in enumerate(row):
                     ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
                     if c > 0:
@@ -141,12 +156,12 @@ def heatmap_grids(data: ReportData, sink: Sink, plugin_files: tuple[str, ...], n
                             ax.text(0.5, 0.5, "no map", ha="center", va="center", transform=ax.transAxes,
                                     color="w", fontsize=7)
                         else:
-                            ax.imshow(_norm(m[img_i]), cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
+                            ax.imshow(_norm(_cut(m[img_i], k)), cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
                     _contour(ax, roi, ROI)
                     if attacked:
-                        _contour(ax, reg, REGION, "dashed")
+                        _contour(ax, _cut(reg, k), REGION, "dashed")
                         if sp == "triggered":
-                            _contour(ax, trg, TRIGGER)
+                            _contour(ax, _cut(trg, k), TRIGGER)
                     ax.set_xticks([])
                     ax.set_yticks([])
                     if i == 0 and j == 0:
@@ -157,6 +172,8 @@ def heatmap_grids(data: ReportData, sink: Sink, plugin_files: tuple[str, ...], n
         fig.subplots_adjust(wspace=0.03, hspace=0.06)
         cap = (f"Seed {seed}: positive attribution (scaled to its 99.5th percentile, jet) over the image; "
                f"{ROI} contour: the ROI ({splits.roi_name}).")
+        if clean.masks.ndim == 4:
+            cap += " Volumes: the slice along the first axis through each ROI's centroid."
         if attacked:
             cap += (f" Dashed {REGION}: the attacker's target region; {TRIGGER}: the trigger. Each image is shown "
                     "clean and with the trigger.")
