@@ -31,11 +31,12 @@ in the units of T. Chance: 0 — a random map's top-q set is one more random set
 shape (for ``matched``, in expectation over maps whose top-q sets are placed uniformly in
 the brain; tested). Cost: N·(1 + |q|·(1+draws)) forwards (+ 1 + draws (+1) with ``mask``).
 
-2-D only: the ``matched`` control moves the set by the 8 right-angle rotations/flips of a
-slice (``_regions``); volumes would need the 48 of a cube (not written yet).
+Slices and volumes: the ``matched`` control moves the set by the right-angle rotations/flips
+that keep the image's shape (8 on a square slice, 48 on a cubic volume; ``_regions``).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,26 +94,28 @@ class DeltaT:
         return n * (1 + len(fractions(self.q, "metric delta-t")) * (1 + self.draws) + extra)
 
     def _removals(self, inp: MetricInput, a: torch.Tensor, seed: int) -> torch.Tensor:
-        """N×L×H×W removal masks: per q the top-q set then ``draws`` controls, then the
+        """N×L×*S removal masks: per q the top-q set then ``draws`` controls, then the
         named mask, its ``draws`` same-shape controls and the control mask (if asked)."""
         x = inp.images
-        n, _, h, w = x.shape
+        n, spatial = x.shape[0], tuple(x.shape[2:])
+        p = math.prod(spatial)
         ranks = ranks_desc(a.abs() if self.absolute else a)
         brain = brain_masks(x, inp.named_masks)
         gen = torch.Generator().manual_seed(seed)
-        rand = random_ranks(n, self.draws, h * w, seed, x.device) if self.control == "scattered" else None
+        rand = random_ranks(n, self.draws, p, seed, x.device) if self.control == "scattered" else None
         levels = []
         for q in fractions(self.q, "metric delta-t"):
-            top = (ranks < max(1, int(round(q * h * w)))).view(n, h, w)
-            ctrl = (rand < max(1, int(round(q * h * w)))).view(n, self.draws, h, w) if rand is not None else \
+            k = max(1, int(round(math.prod(spatial, start=q))))  # = round(q·H·W) as before, in that order
+            top = (ranks < k).view(n, *spatial)
+            ctrl = (rand < k).view(n, self.draws, *spatial) if rand is not None else \
                 random_placements(top, brain, self.draws, gen)
             levels += [top.unsqueeze(1), ctrl]
         if self.mask is not None:
             region = inp.mask(self.mask).bool().to(x.device)
-            region = region.expand(n, -1, -1) if region.dim() == 2 else region
+            region = region.expand(n, *spatial) if region.dim() == len(spatial) else region
             levels += [region.unsqueeze(1), random_placements(region, brain, self.draws, gen)]
             if self.control_mask is not None:
-                levels.append(inp.mask(self.control_mask).bool().to(x.device).expand(n, h, w).unsqueeze(1))
+                levels.append(inp.mask(self.control_mask).bool().to(x.device).expand(n, *spatial).unsqueeze(1))
         return torch.cat(levels, 1)
 
     def _confident(self, inp: MetricInput) -> np.ndarray:
@@ -131,7 +134,6 @@ class DeltaT:
         qs = fractions(self.q, "metric delta-t")
         filler = Filler.make("metric delta-t", self.filler, self.blur_sigma, self.road_noise)
         x = inp.images
-        n, _, h, w = x.shape
         a = flat(check_maps(inp.attributions, x, "metric delta-t").to(x.device))
         seed = int(inp.context.seed) * 1_000_003 + self.seed
         rm = self._removals(inp, a, seed)
@@ -165,4 +167,4 @@ class DeltaT:
 def xaibench_metrics():
     yield MetricRecord("delta-t", "target drop removing the top-q attributed pixels minus removing the same shape "
                        "at a random place in the brain", option_factory("metric delta-t", DeltaT), version="2",
-                       family="faithfulness")
+                       family="faithfulness", spatial_dims=(2, 3))

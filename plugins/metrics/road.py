@@ -16,14 +16,16 @@ imputation solve (default 3e-5: under 1e-3 absolute, over ten times below the no
 Scores, per image, averaged over the percentiles, with ΔT = T(x) − T(imputed):
 ``road-morf`` (higher is better), ``road-lerf`` (lower is better) and ``road`` =
 (ΔT_MoRF − ΔT_LeRF) / 2, pytorch-grad-cam's ROADCombined (higher is better; chance 0,
-since for a random map both orders are random). Removal counts are round(p·HW) pixels by
+since for a random map both orders are random). Removal counts are round(p·P) pixels (P per image) by
 rank; pytorch-grad-cam thresholds at the p-th percentile, which may differ by a pixel.
 
-2-D only: ROAD's imputation is the 8-neighbour system of a slice (``kit.perturb.road_impute``);
-the reference defines no volume stencil.
+Slices and volumes: ROAD's imputation is its 8-neighbour system on slices (as the reference)
+and, on volumes, the same stencil one axis further: the 26 neighbours of a voxel
+(``kit.perturb._neighbours``; the reference defines no volume stencil).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -68,17 +70,18 @@ class ROAD:
         pcts = [float(p) for p in (self.percentiles if isinstance(self.percentiles, (list, tuple))
                                    else [self.percentiles])]
         x = inp.images
-        n, _, h, w = x.shape
+        n, spatial = x.shape[0], tuple(x.shape[2:])
+        p_all = math.prod(spatial)
         a = flat(check_maps(inp.attributions, x, "metric road").to(x.device))
         ranks = ranks_desc(a.abs() if self.absolute else a)
-        ks = torch.tensor([max(1, int(round(p / 100 * h * w))) for p in pcts], device=x.device)
+        ks = torch.tensor([max(1, int(round(math.prod(spatial, start=p / 100)))) for p in pcts], device=x.device)
         npc = len(pcts)
 
         def removed(i: torch.Tensor, lev: torch.Tensor) -> torch.Tensor:
             k = ks[lev % npc].view(-1, 1)
             morf = (lev < npc).view(-1, 1)
             r = ranks[i]
-            return torch.where(morf, r < k, r >= h * w - k).view(-1, h, w)
+            return torch.where(morf, r < k, r >= p_all - k).view(-1, *spatial)
 
         chunk = int(inp.context.chunk_size)
         seed = int(inp.context.seed) * 1_000_003 + self.seed
@@ -95,4 +98,5 @@ class ROAD:
 @xaibench.hookimpl
 def xaibench_metrics():
     yield MetricRecord("road", "ROAD: target drop under noisy linear imputation, MoRF vs LeRF",
-                       option_factory("metric road", ROAD), family="faithfulness")
+                       option_factory("metric road", ROAD), family="faithfulness",
+                       spatial_dims=(2, 3))

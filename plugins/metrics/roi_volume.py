@@ -35,7 +35,8 @@ tests only), ``control-partial`` (0) and ``control-p`` (0.5). ``extra`` of each
 ``partial`` holds Pearson and Spearman without covariates, n, and the covariate columns.
 Calibrated under uniformly random maps on data whose ROI area follows the volume (tested).
 
-2-D only: its shape-matched controls come from ``_regions`` (rotations/flips of a slice).
+Slices and volumes: the control region is moved by the rotations/flips that keep the image's
+shape (8 on a square slice, 48 on a cubic volume; ``_regions``).
 """
 from __future__ import annotations
 
@@ -115,7 +116,7 @@ class ROIVolume:
         return list(self.covariates)
 
     def _regions(self, inp: MetricInput, meta: dict[str, np.ndarray], n: int) -> list[tuple[str, torch.Tensor, str]]:
-        """(score-name suffix, N×H×W mask, volume column) of every tested region."""
+        """(score-name suffix, N×*S mask, volume column) of every tested region."""
         if self.volume_key not in meta:
             raise XaibenchError(f"metric roi-volume: the dataset gives no per-image {self.volume_key!r} "
                                 f"(meta has: {', '.join(sorted(meta)) or 'nothing'}); set volume_key")
@@ -187,4 +188,4 @@ class ROIVolume:
 def xaibench_metrics():
     yield MetricRecord("roi-volume", "area-free ROI attribution (ratio, mean) vs ROI volume: partial r, β, ΔR², "
                        "permutation p, same-shape control region, BH q", option_factory("metric roi-volume", ROIVolume),
-                       version="2", family="group")
+                       version="2", family="group", spatial_dims=(2, 3))
