@@ -92,6 +92,10 @@ def _check_explainer(name, model, data, ctx):
 
 @pytest.mark.parametrize("name", _names("explainer"))
 def test_explainer(name, model, toy):
+    needs = getattr(_make("explainer", name), "needs_backbone", None)  # e.g. attention rollout: a ViT
+    if needs:
+        torch.manual_seed(0)
+        model = _make("backbone", needs)(2, (SIZE, SIZE)).eval()
     _check_explainer(name, model, toy, _ctx(toy))
 
 
