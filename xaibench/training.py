@@ -73,7 +73,7 @@ def evaluate(model: Classifier, data: ImageSet, device: torch.device, batch_size
     return {"loss": loss, "accuracy": acc, "auroc": auroc}
 
 
-def _epoch(model: Classifier, train_set: ImageSet, order: torch.Tensor, opt: torch.optim.Optimizer,
+def _train_epoch(model: Classifier, train_set: ImageSet, order: torch.Tensor, opt: torch.optim.Optimizer,
            batch_size: int, device: torch.device, extra_loss: ExtraLoss | None, flags: torch.Tensor) -> float:
     """One pass over ``train_set`` in ``order``; the summed loss (for the epoch's mean). A batch
     of one is skipped: batch norm cannot train on it."""
@@ -150,7 +150,7 @@ def train(
             order = torch.multinomial(sample_weights.double(), n, replacement=True, generator=gen)
         else:
             order = torch.randperm(n, generator=gen)
-        total = _epoch(model, train_set, order, opt, cfg["batch_size"], device, extra_loss, flags)
+        total = _train_epoch(model, train_set, order, opt, cfg["batch_size"], device, extra_loss, flags)
         val = evaluate(model, val_set, device)
         history["train_loss"].append(total / n)
         history["val_loss"].append(val["loss"])
