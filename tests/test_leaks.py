@@ -13,6 +13,7 @@ from xaibench.cells import RunConfig
 from xaibench.leaderboard.build import summary_of
 from xaibench.leaderboard.sweeps import dataset_sweeps
 from xaibench.leaderboard.table import build_tables
+from xaibench.report.data import ReportData, sweeps
 from xaibench.report.figures import swept_levels
 from xaibench.runner import run_local
 from xaibench.store import Store
@@ -99,6 +100,41 @@ def test_sweeps_come_from_stored_options_not_labels(run):
     assert [(b, k) for b, k, _ in sweeps] == [("blobs", "contrast")]
     levels = dict(zip(sweeps[0][2]["dataset"], sweeps[0][2]["level"]))
     assert levels == {"plain-0": 0.2, "plain-1": 0.4, "plain-2": 0.6}
+
+
+def _copy(out, dst_dir, *sql):
+    """A copy of the run's store with ``sql`` applied (the shared fixture stays untouched)."""
+    dst_dir.mkdir()
+    src, dst = sqlite3.connect(out / "results.sqlite"), sqlite3.connect(dst_dir / "results.sqlite")
+    src.backup(dst)
+    src.close()
+    for q in sql:
+        dst.execute(q)
+    dst.commit()
+    dst.close()
+    return dst_dir
+
+
+RENAME = "UPDATE cells SET dataset = 'plain-' || substr(dataset, 16, 3) WHERE dataset LIKE 'blobs[contrast=%]'"
+
+
+def test_report_sweeps_come_from_the_recorded_sweep_not_labels(run, tmp_path):
+    out, _ = run
+    renamed = _copy(out, tmp_path / "renamed", RENAME)
+    found = sweeps(ReportData.load(renamed), "dataset")
+    assert found == [("blobs", "contrast", {"plain-0.2": 0.2, "plain-0.4": 0.4, "plain-0.6": 0.6})]
+    # the leaderboard reads the same recorded sweep
+    assert [(b, k) for b, k, _ in dataset_sweeps(summary_of(renamed))] == [("blobs", "contrast")]
+
+
+def test_report_sweeps_of_old_folders_fall_back_to_labels(run, tmp_path):
+    out, _ = run
+    old = _copy(out, tmp_path / "old", "UPDATE cells SET facts = NULL")
+    assert sweeps(ReportData.load(old), "dataset") == [
+        ("blobs", "contrast", {"blobs[contrast=0.2]": 0.2, "blobs[contrast=0.4]": 0.4, "blobs[contrast=0.6]": 0.6})]
+    # without facts and with uninformative labels only the plugin name is left to group by
+    blind = _copy(out, tmp_path / "blind", "UPDATE cells SET facts = NULL", RENAME)
+    assert [(b, k) for b, k, _ in sweeps(ReportData.load(blind), "dataset")] == [("toy-blobs", "contrast")]
 
 
 def test_swept_score_params_are_stored_with_the_values(run):

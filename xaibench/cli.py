@@ -284,10 +284,8 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xaibench", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_run_parser(sub) -> None:
+    """`run`: the suite, where results go, and the executor's resources."""
     r = sub.add_parser("run", help="score every cell of a suite and write the leaderboard")
     r.add_argument("--suite", required=True, help="a built-in suite name (see `xaibench list suite`) or a .toml path")
     r.add_argument("--out", help="results folder (default xaibench-results/SUITE)")
@@ -312,9 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--max-parallel", type=int, help="slurm: jobs of one stage running at once")
     r.set_defaults(func=cmd_run)
 
-    _add_list_parsers(sub)
-    _add_pretrain_parser(sub)
 
+def _add_leaderboard_parser(sub) -> None:
+    """`leaderboard`: render or publish the tables of a results folder."""
     lb = sub.add_parser("leaderboard", help="render the leaderboard of a results folder")
     lb.add_argument("--out", help="results folder")
     lb.add_argument("--suite", help="suite name (results in xaibench-results/NAME)")
@@ -326,16 +324,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a single-file plugin the run used (its explainers' baseline kinds, metrics' families)")
     lb.set_defaults(func=cmd_leaderboard)
 
+
+def _add_status_parser(sub) -> None:
+    """`status`: what a results folder holds and what is still pending."""
     st = sub.add_parser("status", help="pending / running / done / failed cells and jobs of a results folder")
     st.add_argument("--out", required=True, help="results folder")
     st.set_defaults(func=cmd_status)
 
+
+def _add_merge_parser(sub) -> None:
+    """`merge`: combine results folders written on different machines."""
     mg = sub.add_parser("merge", help="merge results folders from different machines (conflicts are reported)")
     mg.add_argument("sources", nargs="+", metavar="DIR", help="results folders to merge")
     mg.add_argument("--out", required=True, help="folder to merge into (created if missing)")
     mg.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for equal values (default 0: exact)")
     mg.set_defaults(func=cmd_merge)
 
+
+def _add_report_parser(sub) -> None:
+    """`report`: the HTML report and its figures."""
     rp = sub.add_parser("report", help="write a self-contained HTML report with figures (PNG + PDF)")
     rp.add_argument("--out", required=True, help="results folder; writes OUT/report/report.html and OUT/figures/")
     rp.add_argument("--suite", help="only this suite's results (default: every suite in the folder)")
@@ -344,6 +351,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--images", type=int, default=4, help="images per heatmap grid (default 4)")
     rp.add_argument("--publish", metavar="DIR", help="also copy every figure's PNG with a captioned README.md into DIR")
     rp.set_defaults(func=cmd_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; one function per subcommand, added in the order `--help` lists them."""
+    p = argparse.ArgumentParser(prog="xaibench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_run_parser(sub)
+    _add_list_parsers(sub)
+    _add_pretrain_parser(sub)
+    _add_leaderboard_parser(sub)
+    _add_status_parser(sub)
+    _add_merge_parser(sub)
+    _add_report_parser(sub)
     return p
 
 

@@ -69,6 +69,21 @@ class _Maps:
         return self.cache[key]
 
 
+@dataclass(frozen=True)
+class _State:
+    """What every metric cell of one model reads, built once per run."""
+    model: torch.nn.Module
+    splits: Any
+    sets: dict[str, Any]  # the n_eval images of each split
+    full: dict[str, Any]  # each whole split, for model-scope cells
+    targets: dict[str, Any]
+    ctx: Any
+    explainers: dict[str, Any]  # title -> explainer instance
+    maps: _Maps
+    region: torch.Tensor | None
+    trigger: torch.Tensor | None
+
+
 class ModelEvaluation:
     """The cells of one model task and the shared state they read (maps, target, sets)."""
 
@@ -104,13 +119,23 @@ class ModelEvaluation:
         return cells
 
     def run(self, done: set[str]) -> Iterator[CellRecord]:
-        s, task, suite = self.s, self.task, self.suite
+        """Train (or load) the model, then score each missing cell; the shared state (sets,
+        targets, maps) is built only when some cell is still missing."""
+        s, task = self.s, self.task
         model, outcome = train_model(s, task)
         yield from s.drain()
         splits = s.dataset(task.dataset)
         todo = [c for c in self.plan(outcome.triggered_test is not None) if c.cell_id not in done]
         if not todo:
             return
+        state = self._state(model, outcome, splits)
+        for cell in todo:
+            yield from self._score(cell, state)
+
+    def _state(self, model: torch.nn.Module, outcome: Any, splits: Any) -> _State:
+        """What every cell of this model reads, built once: one target and one maps cache per
+        split, so no metric recomputes what another already made."""
+        s, task, suite, dev = self.s, self.task, self.suite, self.s.device
         idx = eval_index(splits, suite.n_eval, suite.data_seed)
         sets = {"clean": splits.test.subset(idx)}
         full = {"clean": splits.test}
@@ -118,51 +143,59 @@ class ModelEvaluation:
             sets["triggered"] = outcome.triggered_test.subset(idx)
             full["triggered"] = outcome.triggered_test
         ctx = explain_context(s, splits, task.seed)
-        dev = s.device
         targets = {sp: make_target(suite.target.kind, suite.target.classes, model, st.images, st.labels, splits, dev)
                    for sp, st in sets.items()}
-        explainers = {e.title: (e, s.make(e)) for e in self.explainers}
-        maps = _Maps(s, task, model, sets, targets, splits, ctx, {k: v[1] for k, v in explainers.items()})
-        attacked = task.attacked
+        explainers = {e.title: s.make(e) for e in self.explainers}
+        maps = _Maps(s, task, model, sets, targets, splits, ctx, explainers)
         region = outcome.region.to(dev) if outcome.region is not None else None
         trigger = outcome.trigger.to(dev) if outcome.trigger is not None else None
-        for cell in todo:
+        return _State(model, splits, sets, full, targets, ctx, explainers, maps, region, trigger)
+
+    def _inputs(self, cell: MetricCell, state: _State) -> MetricInput:
+        """The metric's input for one cell: a model-scope cell reads the whole split, the
+        others the n_eval images with the maps their scope needs."""
+        suite, dev, model, splits = self.suite, self.s.device, state.model, state.splits
+        st = state.full[cell.split] if cell.scope == "model" else state.sets[cell.split]
+        inp: dict[str, Any] = dict(
+            model=model, images=st.images.to(dev), labels=st.labels.to(dev), masks=st.masks.to(dev),
+            target=state.targets[cell.split] if cell.scope != "model" else make_target(
+                suite.target.kind, suite.target.classes, model, st.images, st.labels, splits, dev),
+            context=state.ctx, split=cell.split, region=state.region, trigger=state.trigger, meta=st.meta,
+            splits=splits, named_masks={k: v.to(dev) for k, v in st.named_masks.items()})
+        maps = state.maps
+        if cell.scope == "explanation":
+            e = cell.explainer  # planned with one for this scope
+            inp.update(attributions=maps(e, cell.split), explainer=state.explainers[e.title], explainer_name=e.title)
+            if self.task.attacked and cell.split == "clean":
+                inp["reference_maps"] = maps(e, "clean", which="reference")
+        elif cell.scope in ("explainers", "attack"):
+            inp["maps"] = {e.title: maps(e, "clean") for e in self.explainers}
+            if cell.scope == "attack":
+                inp["triggered_maps"] = {e.title: maps(e, "triggered") for e in self.explainers}
+        return MetricInput(**inp)
+
+    def _score(self, cell: MetricCell, state: _State) -> Iterator[CellRecord]:
+        """Score one cell and yield its record (after any records the scoring queued, e.g. a
+        maps cell); a failure becomes a failed record unless the store itself cannot be written."""
+        s, task, keys = self.s, self.task, cell.keys
+        t0 = time.perf_counter()
+        versions = s.versions(task.dataset, task.backbone, task.attack, cell.metric,
+                              *( [cell.explainer] if cell.explainer else []))
+        try:
+            metric_input = self._inputs(cell, state)  # maps computed here are timed in their own cell
             t0 = time.perf_counter()
-            keys = cell.keys
-            versions = s.versions(task.dataset, task.backbone, task.attack, cell.metric,
-                                  *( [cell.explainer] if cell.explainer else []))
-            try:
-                st = full[cell.split] if cell.scope == "model" else sets[cell.split]
-                inp: dict[str, Any] = dict(
-                    model=model, images=st.images.to(dev), labels=st.labels.to(dev), masks=st.masks.to(dev),
-                    target=targets[cell.split] if cell.scope != "model" else make_target(
-                        suite.target.kind, suite.target.classes, model, st.images, st.labels, splits, dev),
-                    context=ctx, split=cell.split, region=region, trigger=trigger, meta=st.meta, splits=splits,
-                    named_masks={k: v.to(dev) for k, v in st.named_masks.items()})
-                if cell.scope == "explanation":
-                    e = cell.explainer
-                    inp.update(attributions=maps(e, cell.split), explainer=explainers[e.title][1],
-                               explainer_name=e.title)
-                    if attacked and cell.split == "clean":
-                        inp["reference_maps"] = maps(e, "clean", which="reference")
-                elif cell.scope in ("explainers", "attack"):
-                    inp["maps"] = {e.title: maps(e, "clean") for e in self.explainers}
-                    if cell.scope == "attack":
-                        inp["triggered_maps"] = {e.title: maps(e, "triggered") for e in self.explainers}
-                metric_input = MetricInput(**inp)  # maps computed above are timed in their own cell
-                t0 = time.perf_counter()
-                scores = s.make(cell.metric).score(metric_input)
-                yield from s.drain()
-                rows, extras = score_rows(scores, f"metric {cell.metric.title}")
-                facts = score_facts(s.registry, cell.metric, cell.explainer, scores, f"metric {cell.metric.title}")
-                yield CellRecord(cell.cell_id, "metric", keys, config_hash(cell.config), cell.config, "done",
-                                 time.perf_counter() - t0, rows, extras, versions=versions, git_commit=s.git_commit,
-                                 facts=facts)
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:  # a failing cell is recorded; the run goes on
-                if isinstance(exc, StorageError):
-                    raise  # the results folder cannot be written: stop with one line
-                yield from s.drain()  # e.g. the failed maps cell this metric cell points to
-                yield failed_record(cell.cell_id, "metric", keys, cell.config, exc, time.perf_counter() - t0,
-                                    versions, s.git_commit)
+            scores = s.make(cell.metric).score(metric_input)
+            yield from s.drain()
+            rows, extras = score_rows(scores, f"metric {cell.metric.title}")
+            facts = score_facts(s.registry, cell.metric, cell.explainer, scores, f"metric {cell.metric.title}")
+            yield CellRecord(cell.cell_id, "metric", keys, config_hash(cell.config), cell.config, "done",
+                             time.perf_counter() - t0, rows, extras, versions=versions, git_commit=s.git_commit,
+                             facts=facts)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # a failing cell is recorded; the run goes on
+            if isinstance(exc, StorageError):
+                raise  # the results folder cannot be written: stop with one line
+            yield from s.drain()  # e.g. the failed maps cell this metric cell points to
+            yield failed_record(cell.cell_id, "metric", keys, cell.config, exc, time.perf_counter() - t0,
+                                versions, s.git_commit)

@@ -73,6 +73,38 @@ def evaluate(model: Classifier, data: ImageSet, device: torch.device, batch_size
     return {"loss": loss, "accuracy": acc, "auroc": auroc}
 
 
+def _train_epoch(model: Classifier, train_set: ImageSet, order: torch.Tensor, opt: torch.optim.Optimizer,
+           batch_size: int, device: torch.device, extra_loss: ExtraLoss | None, flags: torch.Tensor) -> float:
+    """One pass over ``train_set`` in ``order``; the summed loss (for the epoch's mean). A batch
+    of one is skipped: batch norm cannot train on it."""
+    total = 0.0
+    for i in range(0, len(train_set), batch_size):
+        idx = order[i:i + batch_size]
+        if len(idx) < 2:
+            continue
+        xb = train_set.images[idx].to(device)
+        yb = train_set.labels[idx].to(device)
+        loss = F.cross_entropy(model(xb), yb)
+        if extra_loss is not None:
+            loss = loss + extra_loss(model, xb, yb, flags[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
+    return total
+
+
+def _finish(model: Classifier, best_state: dict | None) -> None:
+    """Keep the best weights, back in the default layout with gradients on, in eval mode: the
+    explainers expect a model in that state."""
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.to(memory_format=torch.contiguous_format)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+
+
 def train(
     model: Classifier,
     train_set: ImageSet,
@@ -118,20 +150,7 @@ def train(
             order = torch.multinomial(sample_weights.double(), n, replacement=True, generator=gen)
         else:
             order = torch.randperm(n, generator=gen)
-        total = 0.0
-        for i in range(0, n, cfg["batch_size"]):
-            idx = order[i:i + cfg["batch_size"]]
-            if len(idx) < 2:
-                continue
-            xb = train_set.images[idx].to(device)
-            yb = train_set.labels[idx].to(device)
-            loss = F.cross_entropy(model(xb), yb)
-            if extra_loss is not None:
-                loss = loss + extra_loss(model, xb, yb, flags[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
+        total = _train_epoch(model, train_set, order, opt, cfg["batch_size"], device, extra_loss, flags)
         val = evaluate(model, val_set, device)
         history["train_loss"].append(total / n)
         history["val_loss"].append(val["loss"])
@@ -149,10 +168,5 @@ def train(
             bad += 1
             if bad >= cfg["patience"]:
                 break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.to(memory_format=torch.contiguous_format)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    model.eval()
+    _finish(model, best_state)
     return TrainResult(model=model, history=history, seconds=time.perf_counter() - start)

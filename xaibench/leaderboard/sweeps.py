@@ -45,27 +45,35 @@ def _number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def dataset_sweeps_of(cells: pd.DataFrame) -> dict[str, str]:
-    """Dataset label → its sweep as JSON (``{"of": LABEL, "levels": {option: value}}``; "" when
-    not swept), from the model cells: the sweep recorded at run time (the label it was expanded
-    from, the options it varies) and the dataset options stored in the cell config."""
-    out: dict[str, str] = {}
+def entry_sweeps(cells: pd.DataFrame, kind: str = "dataset") -> dict[str, dict]:
+    """Label of each ``kind`` entry (``dataset`` or ``attack``) → its sweep (``{"of": LABEL,
+    "levels": {option: value}}``; ``{}`` when not swept), from the model cells: the sweep recorded
+    at run time (the label it was expanded from, the options it varies) with the entry's options
+    stored in the cell config. Labels are parsed only for cells stored before sweeps were recorded.
+    The leaderboard and the report both read sweeps here, so they cannot disagree."""
+    out: dict[str, dict] = {}
     models = cells[(cells["kind"] == "model") & (cells["status"] == "done")]
     facts = models["facts"] if "facts" in models else pd.Series([None] * len(models), index=models.index)
-    for label, cfg, fact in zip(models["dataset"], models["config"], facts):
-        if label in out:
+    for label, cfg, fact in zip(models[kind], models["config"], facts):
+        if str(label) in out:
             continue
         d = json.loads(fact) if isinstance(fact, str) and fact else {}
         if "sweep" not in d:
             sweep = label_sweep(label)  # a cell stored before facts
-        elif "dataset" in d["sweep"]:
-            opts = (json.loads(cfg).get("dataset") or {}).get("options") or {}
-            rec = d["sweep"]["dataset"]
+        elif kind in d["sweep"]:
+            opts = (json.loads(cfg).get(kind) or {}).get("options") or {}
+            rec = d["sweep"][kind]
             sweep = {"of": rec["of"], "levels": {k: float(opts[k]) for k in rec["options"] if _number(opts.get(k))}}
         else:
             sweep = {}
-        out[str(label)] = json.dumps(sweep, sort_keys=True) if sweep.get("levels") else ""
+        out[str(label)] = sweep
     return out
+
+
+def dataset_sweeps_of(cells: pd.DataFrame) -> dict[str, str]:
+    """Dataset label → its sweep as JSON (the CSV's ``sweep`` column; "" when not swept)."""
+    return {label: json.dumps(sweep, sort_keys=True) if sweep.get("levels") else ""
+            for label, sweep in entry_sweeps(cells, "dataset").items()}
 
 
 def _sweeps(summary: pd.DataFrame) -> list[dict]:

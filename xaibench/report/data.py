@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import XaibenchError
+from ..leaderboard.sweeps import entry_sweeps
 
 X_KEYS = ("q", "qs", "fraction", "fractions", "steps", "step", "x", "layers", "layer", "levels", "strengths",
           "strength", "percent", "percents", "percentiles", "sigma", "noise")
@@ -163,11 +164,14 @@ def model_options(data: ReportData, kind: str) -> dict[str, tuple[str, dict]]:
 def sweeps(data: ReportData, kind: str) -> list[tuple[str, str, dict[str, float]]]:
     """Groups of grid entries (datasets or attacks) that differ in exactly one numeric option:
     ``(entry, option, {title: value})`` — e.g. corruption strengths, poison rates. Entries are
-    grouped by their title before the swept part (``blur[strength=2.0]`` → ``blur``), so a
-    suite may sweep several labelled entries of one plugin (blur, zero, … corruptions)."""
+    grouped by the sweep recorded at run time (the label it was expanded from; the leaderboard
+    reads the same), so a suite may sweep several labelled entries of one plugin (blur, zero, …
+    corruptions); entries without a sweep group by plugin name. Folders stored before sweeps
+    were recorded fall back to the label before the swept part (``blur[strength=2.0]`` → ``blur``)."""
+    recorded = entry_sweeps(data.cells, kind)
     by_name: dict[str, dict[str, dict]] = {}
     for title, (name, opts) in model_options(data, kind).items():
-        base = title.split("[", 1)[0] if "[" in title else name
+        base = recorded.get(title, {}).get("of") or name
         by_name.setdefault(base, {})[title] = opts
     found = []
     for name, members in by_name.items():
