@@ -88,6 +88,7 @@ def _check_explainer(name, model, data, ctx):
     assert not model.training
     with pytest.raises((XaibenchError, ValueError)):
         ex.explain(model, x[:, 0], tgt, ctx)  # N×*S instead of N×1×*S
+    return a
 
 
 @pytest.mark.parametrize("name", _names("explainer"))
@@ -96,13 +97,13 @@ def test_explainer(name, model, toy):
     if needs:
         torch.manual_seed(0)
         model = _make("backbone", needs)(2, (SIZE, SIZE)).eval()
-    _check_explainer(name, model, toy, _ctx(toy))
+    assert _check_explainer(name, model, toy, _ctx(toy)).ndim == 3  # N×H×W
 
 
 @pytest.mark.parametrize("name", _names_3d("explainer"))
 def test_explainer_3d(name, model3d, vols):
     with volumes_classifier():
-        _check_explainer(name, model3d, vols, volume_context(vols))
+        assert _check_explainer(name, model3d, vols, volume_context(vols)).ndim == 4  # N×D×H×W
 
 
 # --------------------------------------------------------------------------- metrics
@@ -136,7 +137,7 @@ def _check_metric(name, make_input):
         with pytest.raises(XaibenchError) as err:
             m.score(inp)
         assert str(err.value) == declared and "\n" not in declared
-        return
+        return [declared]
     scores = m.score(inp)
     assert scores and all(isinstance(s, Score) for s in scores)
     for s in scores:
@@ -152,18 +153,19 @@ def _check_metric(name, make_input):
         bad = MetricInput(**{**inp.__dict__, "attributions": inp.attributions[:, :5]})
         with pytest.raises((XaibenchError, ValueError)):
             m.score(bad)
+    return [s.name for s in scores]
 
 
 @pytest.mark.parametrize("name", _names("metric"))
 def test_metric(name, model, toy):
-    _check_metric(name, lambda scope: _metric_input(model, toy, scope))
+    assert _check_metric(name, lambda scope: _metric_input(model, toy, scope))
 
 
 @pytest.mark.parametrize("name", _names_3d("metric"))
 def test_metric_3d(name, model3d, vols):
     with volumes_classifier():
-        _check_metric(name, lambda scope: _metric_input(model3d, vols, scope, ctx=volume_context(vols),
-                                                        explainer="saliency"))
+        assert _check_metric(name, lambda scope: _metric_input(model3d, vols, scope, ctx=volume_context(vols),
+                                                               explainer="saliency"))
 
 
 # --------------------------------------------------------------------------- 2-D only

@@ -18,6 +18,8 @@ from xaibench_plugins.metrics.randomization import Randomization
 from xaibench_plugins.metrics.rank_accuracy import RankAccuracy
 from xaibench_plugins.metrics.road import ROAD
 
+from .quantus_bridge import Grad, q_explain
+
 N, S = 6, 32
 
 
@@ -28,22 +30,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-class Grad:
-    """Plain gradient of the target (a deterministic test explainer)."""
-
-    def explain(self, model, x, target, context):
-        x = x.detach().clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(target(model, x).sum(), x)
-        return g[:, 0].detach()
-
-
-def q_explain(model, inputs, targets, **kwargs):
-    """Quantus' explain_func signature around :class:`Grad`."""
-    x = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
-    t = Target("logit", torch.as_tensor(np.asarray(targets), dtype=torch.long))
-    return Grad().explain(model, x, t, None).unsqueeze(1).numpy()
 
 
 @pytest.fixture(scope="module")

@@ -15,20 +15,9 @@ from xaibench_plugins.metrics.effective_complexity import EffectiveComplexity
 from xaibench_plugins.metrics.random_logit import RandomLogit
 from xaibench_plugins.metrics.sparseness import Sparseness
 
+from .quantus_bridge import Grad, q_explain
+
 N, S = 6, 32
-
-
-class Grad:
-    def explain(self, model, x, target, context):
-        x = x.detach().clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(target(model, x).sum(), x)
-        return g[:, 0].detach()
-
-
-def q_explain(model, inputs, targets, **kwargs):
-    x = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
-    t = Target("logit", torch.as_tensor(np.asarray(targets), dtype=torch.long).reshape(-1))
-    return Grad().explain(model, x, t, None).unsqueeze(1).numpy()
 
 
 @pytest.fixture(scope="module")
